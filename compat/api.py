@@ -1,0 +1,55 @@
+"""The plan-and-run API that both faces (the ``compat`` command and the pytest plugin) call.
+
+Neither face has logic of its own: they parse options, call ``prepare`` and ``execute``, and present the results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from compat.environments import EnvironmentBuilder
+from compat.matrix import Matrix, default_matrix_path, load_matrix
+from compat.pipconfig import read_index_settings
+from compat.plan import Plan, make_plan
+from compat.report import build_report, write_report
+from compat.runner import CellResult, Run, RunOptions
+
+
+def default_cache_dir() -> Path:
+    """``COMPAT_CACHE_DIR``, or ``.compat/`` inside the project."""
+    return Path(os.environ.get("COMPAT_CACHE_DIR") or default_matrix_path().parent / ".compat").resolve()
+
+
+@dataclass
+class Session:
+    matrix: Matrix
+    plan: Plan
+    run: Run
+    cache_dir: Path
+
+
+def prepare(matrix_path: Path | str | None = None, cache_dir: Path | None = None,
+            select: list[str] | None = None, shard: tuple[int, int] | None = None,
+            options: RunOptions | None = None) -> Session:
+    cache_dir = (cache_dir or default_cache_dir()).resolve()
+    matrix = load_matrix(matrix_path)
+    index = read_index_settings()
+    plan = make_plan(matrix, cache_dir, index, select, shard)
+    builder = EnvironmentBuilder(cache_dir, index)
+    return Session(matrix, plan, Run(plan, builder, cache_dir, options), cache_dir)
+
+
+def report_for(session: Session, results: list[CellResult]) -> dict:
+    stats = session.run.stats
+    return build_report([r.to_json() for r in results], session.run.environment_records(),
+                        str(session.matrix.path), session.run.builder.torch_version,
+                        {"seconds": round(stats.seconds, 2), "environments_built": stats.built,
+                         "workers_spawned": stats.spawned, "artifacts_produced": stats.produced,
+                         "cells_checked": stats.consumed})
+
+
+def run_and_report(session: Session, out: Path) -> tuple[list[CellResult], list[Path]]:
+    results = session.run.execute()
+    return results, write_report(report_for(session, results), out)

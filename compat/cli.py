@@ -1,0 +1,58 @@
+"""The ``compat`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from compat.api import prepare, run_and_report
+from compat.errors import CompatError
+from compat.report import counts
+from compat.runner import RunOptions
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n such as 1/4, got {text!r}") from None
+    if not 1 <= shard[0] <= shard[1]:
+        raise argparse.ArgumentTypeError(f"expected 1 <= i <= n, got {text!r}")
+    return shard
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="compat", description="Cross-release checkpoint compatibility matrix.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the matrix and write the report")
+    run.add_argument("--matrix", help="matrix file (default: the project's matrix.yaml)")
+    run.add_argument("--out", default="report", help="report folder (default: report/)")
+    run.add_argument("--cache-dir", type=Path, help="cache folder (default: $COMPAT_CACHE_DIR or .compat/)")
+    run.add_argument("-k", dest="select", action="append", help="only cells whose id matches (glob or text)")
+    run.add_argument("--shard", type=_shard, help="run shard i of n (cells split round-robin)")
+    run.add_argument("--jobs", type=int, default=2, help="workers busy at once (default 2, measured best on 2 cores)")
+    run.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    run.add_argument("--timeout", type=float, help="seconds a worker may go without progress (default: matrix)")
+    run.add_argument("--worker-memory", type=int, help="address-space limit per worker, in MB")
+    args = parser.parse_args(argv)
+    try:
+        session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
+                          RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
+                                     memory_mb=args.worker_memory))
+        results, paths = run_and_report(session, Path(args.out))
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("compat: interrupted; finished cells are cached and the next run resumes from them", file=sys.stderr)
+        return 130
+    tally = counts([r.to_json() for r in results])
+    print(f"compat: {len(results)} cells: " + ", ".join(f"{k} {v}" for k, v in tally.items()))
+    print(f"compat: report written to {paths[0].parent}/ (report.json, report.md, index.html)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

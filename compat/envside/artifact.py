@@ -1,0 +1,88 @@
+"""An artifact: what a producer writes for one recipe in one environment.
+
+Layout of an artifact folder: ``model.safetensors`` (the checkpoint in the library's own format), ``inputs.safetensors``,
+``outputs.safetensors`` and ``manifest.json`` (library, versions, recipe, config, and every key with shape, dtype and a
+content digest). The manifest is written last and atomically: a folder without one is unfinished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+MANIFEST_FORMAT = 1
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """sha256 over dtype, shape and raw bytes: equal digests mean bitwise-equal tensors."""
+    tensor = tensor.detach().contiguous().cpu()
+    digest = hashlib.sha256(f"{tensor.dtype}|{list(tensor.shape)}|".encode())
+    if tensor.numel():
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def key_layout(state: dict[str, torch.Tensor], with_digest: bool = True) -> dict[str, dict]:
+    layout = {}
+    for key, tensor in state.items():
+        entry = {"shape": list(tensor.shape), "dtype": dtype_name(tensor)}
+        if with_digest:
+            entry["digest"] = tensor_digest(tensor)
+        layout[key] = entry
+    return layout
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def base_manifest(library: str, version: str, recipe: str, config: dict) -> dict:
+    return {
+        "format": MANIFEST_FORMAT,
+        "library": library,
+        "version": version,
+        "recipe": recipe,
+        "config": config,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def write_artifact(folder: Path, manifest: dict, state: dict, inputs: dict, outputs: dict) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(folder / "model.safetensors"))
+    save_file(inputs, str(folder / "inputs.safetensors"))
+    save_file(outputs, str(folder / "outputs.safetensors"))
+    manifest = dict(manifest, status="ok", keys=key_layout(state),
+                    outputs={name: {"shape": list(t.shape), "dtype": dtype_name(t), "digest": tensor_digest(t)}
+                             for name, t in outputs.items()})
+    write_json_atomic(folder / "manifest.json", manifest)
+    return manifest
+
+
+def write_unbuildable(folder: Path, manifest: dict, status: str, reason: str) -> dict:
+    """A producer that could not make the recipe still leaves a manifest, so consumers can say why."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = dict(manifest, status=status, reason=reason)
+    write_json_atomic(folder / "manifest.json", manifest)
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def read_tensors(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / f"{name}.safetensors"))

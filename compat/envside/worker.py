@@ -1,0 +1,150 @@
+"""The worker: one process per release environment.
+
+Started by the host as ``<env python> -m compat.envside.worker``. It imports torch and the library under test once,
+then serves commands read as JSON lines on stdin and answers as JSON lines on its own copy of stdout (the real stdout
+is pointed at stderr so that a library's prints cannot corrupt the protocol):
+
+- ``{"cmd": "produce", "library", "version", "fixtures", "recipes": {name: artifact_dir}}``: build each recipe,
+  fill its weights from parameter names, run it, and write the artifact.
+- ``{"cmd": "consume", "fixtures", "cells": [{"id", "recipe", "producer", "artifact", "result"}]}``: load every
+  producer's artifact with this release and write the findings of each cell to its ``result`` path.
+- ``{"cmd": "exit"}``.
+
+A failure inside one recipe or cell is caught and recorded in that cell; only a crash or a hang loses the process, and
+the host turns the environment's unfinished cells into ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def _protocol_stream():
+    stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return stream
+
+
+PROTOCOL = _protocol_stream()
+
+
+def send(event: str, **fields) -> None:
+    PROTOCOL.write(json.dumps(dict(fields, event=event)) + "\n")
+    PROTOCOL.flush()
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError) or "alloc" in str(exc).lower() and "memory" in str(exc).lower():
+        return f"out of memory: {type(exc).__name__}: {exc}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def main() -> None:
+    started = time.perf_counter()
+    threads = int(os.environ.get("COMPAT_THREADS", "1"))
+    import torch
+
+    torch.set_num_threads(threads)
+    library_module = os.environ.get("COMPAT_IMPORT")
+    if library_module:
+        __import__(library_module)
+    from compat.envside import artifact, compare
+    from compat.envside.recipe import NotApplicable, load_recipes
+
+    send("ready", import_seconds=time.perf_counter() - started, rss_mb=rss_mb(), torch=torch.__version__)
+
+    recipe_cache: dict[str, dict] = {}
+
+    def recipes(fixtures: str) -> dict:
+        if fixtures not in recipe_cache:
+            recipe_cache[fixtures] = load_recipes(fixtures)
+        return recipe_cache[fixtures]
+
+    def produce(library: str, version: str, recipe, folder: Path) -> dict:
+        manifest = artifact.base_manifest(library, version, recipe.name, recipe.config)
+        try:
+            model = recipe.build()
+        except NotApplicable as exc:
+            return artifact.write_unbuildable(folder, manifest, "not-applicable", str(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure is evidence for the cell
+            return artifact.write_unbuildable(folder, manifest, "error", f"building: {describe(exc)}")
+        try:
+            from compat.envside.fill import fill_parameters
+
+            fill_parameters(model)
+            inputs = recipe.inputs()
+            outputs = recipe.run(model, inputs)
+            return artifact.write_artifact(folder, manifest, recipe.state_dict(model), inputs, outputs)
+        except Exception as exc:  # noqa: BLE001
+            return artifact.write_unbuildable(folder, manifest, "error", f"producing: {describe(exc)}\n"
+                                              + traceback.format_exc(limit=-3))
+
+    def consume(recipe, producer: str, folder: Path) -> dict:
+        manifest = artifact.read_manifest(folder)
+        if manifest["status"] != "ok":
+            status = "not-applicable" if manifest["status"] == "not-applicable" else "error"
+            return {"status": status, "reason": f"producer {producer}: {manifest.get('reason', '')}"}
+        try:
+            model = recipe.build()
+        except NotApplicable as exc:
+            return {"status": "not-applicable", "reason": f"consumer: {exc}"}
+        state = artifact.read_tensors(folder, "model")
+        finding = {"status": "ok",
+                   "keys": compare.diff_keys(manifest["keys"],
+                                             artifact.key_layout(recipe.state_dict(model), with_digest=False))}
+        try:
+            recipe.load(model, state)
+        except Exception as exc:  # noqa: BLE001
+            finding["load_error"] = describe(exc)
+            return finding
+        after = recipe.state_dict(model)
+        finding["tensors_changed_on_load"] = sorted(
+            key for key, tensor in state.items() if key in after and not compare.bitwise_equal(tensor, after[key]))
+        expected = artifact.read_tensors(folder, "outputs")
+        try:
+            actual = recipe.run(model, artifact.read_tensors(folder, "inputs"))
+        except Exception as exc:  # noqa: BLE001
+            finding["forward_error"] = describe(exc)
+            return finding
+        finding["outputs"] = {
+            name: compare.output_stats(tensor, actual[name]) if name in actual else {"missing": True}
+            for name, tensor in expected.items()}
+        return finding
+
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["cmd"] == "exit":
+            break
+        if command["cmd"] == "produce":
+            available = recipes(command["fixtures"])
+            for name, folder in command["recipes"].items():
+                t0 = time.perf_counter()
+                manifest = produce(command["library"], command["version"], available[name], Path(folder))
+                send("produced", recipe=name, status=manifest["status"], seconds=time.perf_counter() - t0)
+        elif command["cmd"] == "consume":
+            available = recipes(command["fixtures"])
+            for cell in command["cells"]:
+                t0 = time.perf_counter()
+                try:
+                    finding = consume(available[cell["recipe"]], cell["producer"], Path(cell["artifact"]))
+                except Exception as exc:  # noqa: BLE001
+                    finding = {"status": "error", "reason": f"consuming: {describe(exc)}\n"
+                               + traceback.format_exc(limit=-3)}
+                finding["seconds"] = time.perf_counter() - t0
+                artifact.write_json_atomic(Path(cell["result"]), finding)
+                send("cell", id=cell["id"], status=finding["status"])
+        send("done", rss_mb=rss_mb())
+
+
+if __name__ == "__main__":
+    main()

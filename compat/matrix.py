@@ -1,0 +1,336 @@
+"""The matrix file: what to test, validated into plain dataclasses.
+
+Validation collects every problem it finds and raises one ``MatrixError`` whose lines each read
+``file:line: field: what was expected, what was found``. Nothing here touches the network; whether a version exists is
+checked when the plan resolves selectors against the registry (``compat.plan``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from compat.errors import MatrixError
+from compat.yamlsource import Located, load_located
+
+SAMPLES = ("all", "newest-patch-per-minor", "newest-per-major")
+UPSTREAM = ("documented", "undocumented")
+DEFAULT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
+DEFAULT_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An output agrees when ``max_abs <= atol + rtol * max|reference|`` (and cosine >= ``cosine`` if set)."""
+
+    atol: float
+    rtol: float
+    cosine: float | None = None
+
+    def allows(self, stats: dict) -> bool:
+        if not stats.get("shape_match") or isinstance(stats.get("max_abs"), str):
+            return False
+        bound = self.atol + self.rtol * float(stats.get("ref_max_abs", 0.0))
+        if stats["max_abs"] > bound:
+            return False
+        return self.cosine is None or (not isinstance(stats["cosine"], str) and stats["cosine"] >= self.cosine)
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    name: str
+    tolerance: Tolerance
+    outputs: dict[str, Tolerance] = field(default_factory=dict)
+
+    def tolerance_for(self, output: str) -> Tolerance:
+        return self.outputs.get(output, self.tolerance)
+
+
+@dataclass(frozen=True)
+class VersionSelector:
+    """``exact`` (a release), ``latest``, or ``range`` (a specifier set) with a ``sample`` rule."""
+
+    kind: str
+    value: str
+    sample: str = "all"
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Pin:
+    versions: SpecifierSet
+    requirements: tuple[str, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class KnownBreak:
+    producers: SpecifierSet
+    consumers: SpecifierSet
+    recipes: tuple[str, ...] | None
+    reason: str
+    link: str | None
+    upstream: str
+    where: str
+
+    def covers(self, recipe: str, producer: str, consumer: str) -> bool:
+        return ((self.recipes is None or recipe in self.recipes)
+                and self.producers.contains(producer, prereleases=True)
+                and self.consumers.contains(consumer, prereleases=True))
+
+
+@dataclass(frozen=True)
+class LibrarySpec:
+    name: str
+    package: str
+    import_name: str
+    fixtures: Path
+    versions: tuple[VersionSelector, ...]
+    recipes: dict[str, RecipeSpec]
+    pins: tuple[Pin, ...] = ()
+    known_breaks: tuple[KnownBreak, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+
+    def pins_for(self, version: str) -> tuple[str, ...]:
+        return tuple(r for pin in self.pins if pin.versions.contains(version, prereleases=True)
+                     for r in pin.requirements)
+
+    def known_break(self, recipe: str, producer: str, consumer: str) -> KnownBreak | None:
+        return next((b for b in self.known_breaks if b.covers(recipe, producer, consumer)), None)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    libraries: dict[str, LibrarySpec]
+
+
+def default_matrix_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "matrix.yaml"
+
+
+def load_matrix(path: Path | str | None = None) -> Matrix:
+    path = Path(path) if path is not None else default_matrix_path()
+    if not path.is_file():
+        raise MatrixError([f"{path}: matrix file not found"])
+    try:
+        located = load_located(path)
+    except yaml.YAMLError as exc:
+        raise MatrixError([f"{path}: not valid YAML: {exc}"]) from None
+    return _Validator(located, path).matrix()
+
+
+class _Validator:
+    """Walks the parsed document, collecting problems instead of stopping at the first."""
+
+    def __init__(self, located: Located, path: Path):
+        self.doc, self.path, self.problems = located, path, []
+
+    def problem(self, where: tuple, message: str) -> None:
+        name = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in where).replace(".[", "[")
+        self.problems.append(f"{self.path}:{self.doc.line(where)}: {name or '(top level)'}: {message}")
+
+    def where(self, at: tuple) -> str:
+        return f"{self.path}:{self.doc.line(at)}"
+
+    def mapping(self, value: Any, at: tuple, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            self.problem(at, f"expected a mapping, got {_kind(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.problem(at + (key,), f"unknown key {key!r}; expected one of {', '.join(sorted(allowed))}")
+        for key in sorted(required - set(value)):
+            self.problem(at, f"missing required key {key!r}")
+        return value
+
+    def string(self, value: Any, at: tuple, *, raw: bool = False) -> str | None:
+        if raw and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return self.doc.raw.get(at, str(value))
+        if not isinstance(value, str) or not value.strip():
+            self.problem(at, f"expected a non-empty string, got {_kind(value)}")
+            return None
+        return value.strip()
+
+    def number(self, value: Any, at: tuple, minimum: float = 0.0) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            self.problem(at, f"expected a number >= {minimum}, got {_kind(value)}")
+            return None
+        return float(value)
+
+    def specifier(self, value: Any, at: tuple) -> SpecifierSet | None:
+        text = self.string(value, at, raw=True)
+        if text is None:
+            return None
+        if text in ("*", "any"):
+            return SpecifierSet()
+        if text[0].isdigit():
+            text = f"=={text}"
+        try:
+            return SpecifierSet(text)
+        except InvalidSpecifier:
+            self.problem(at, f"expected a version range such as '>=1.0,<2', got {text!r}")
+            return None
+
+    def matrix(self) -> Matrix:
+        top = self.mapping(self.doc.data, (), {"defaults", "libraries"}, {"libraries"})
+        defaults = self.mapping(top.get("defaults", {}), ("defaults",), {"tolerance", "timeout"})
+        tolerance = self.tolerance(defaults.get("tolerance", {}), ("defaults", "tolerance"),
+                                   Tolerance(**DEFAULT_TOLERANCE))
+        timeout = DEFAULT_TIMEOUT
+        if "timeout" in defaults:
+            timeout = self.number(defaults["timeout"], ("defaults", "timeout"), 1) or DEFAULT_TIMEOUT
+        libraries = {}
+        raw_libraries = top.get("libraries", {})
+        if not isinstance(raw_libraries, dict) or not raw_libraries:
+            self.problem(("libraries",), f"expected a mapping of library name to its settings, "
+                                         f"got {_kind(raw_libraries)}")
+            raw_libraries = {}
+        for name, raw in raw_libraries.items():
+            library = self.library(str(name), raw, ("libraries", name), tolerance, timeout)
+            if library:
+                libraries[library.name] = library
+        if self.problems:
+            raise MatrixError(self.problems)
+        return Matrix(path=self.path, libraries=libraries)
+
+    def tolerance(self, value: Any, at: tuple, base: Tolerance, allow_outputs: bool = False) -> Tolerance:
+        allowed = {"atol", "rtol", "cosine"} | ({"outputs"} if allow_outputs else set())
+        value = self.mapping(value, at, allowed)
+        numbers = {key: self.number(value[key], at + (key,)) for key in ("atol", "rtol", "cosine") if key in value}
+        return Tolerance(**{**base.__dict__, **{k: v for k, v in numbers.items() if v is not None}})
+
+    def library(self, name: str, raw: Any, at: tuple, tolerance: Tolerance, timeout: float) -> LibrarySpec | None:
+        allowed = {"package", "import", "fixtures", "versions", "recipes", "pins", "known_breaks", "timeout"}
+        raw = self.mapping(raw, at, allowed, {"import", "versions", "recipes"})
+        if not raw:
+            return None
+        import_name = self.string(raw.get("import"), at + ("import",)) or ""
+        package = self.string(raw.get("package", name), at + ("package",)) or name
+        fixtures = self.path.parent / (raw.get("fixtures") or f"fixtures/{import_name}.py")
+        if not fixtures.is_file():
+            self.problem(at + ("fixtures",), f"recipe module {fixtures} does not exist")
+        if "timeout" in raw:
+            timeout = self.number(raw["timeout"], at + ("timeout",), 1) or timeout
+        return LibrarySpec(
+            name=name, package=package, import_name=import_name, fixtures=fixtures.resolve(),
+            versions=self.versions(raw.get("versions"), at + ("versions",)),
+            recipes=self.recipes(raw.get("recipes"), at + ("recipes",), tolerance),
+            pins=self.pins(raw.get("pins", []), at + ("pins",)),
+            known_breaks=self.known_breaks(raw.get("known_breaks", []), at + ("known_breaks",)),
+            timeout=timeout)
+
+    def versions(self, raw: Any, at: tuple) -> tuple[VersionSelector, ...]:
+        if not isinstance(raw, list) or not raw:
+            self.problem(at, f"expected a non-empty list of versions, got {_kind(raw)}")
+            return ()
+        selectors = []
+        for index, item in enumerate(raw):
+            item_at = at + (index,)
+            if isinstance(item, dict):
+                item = self.mapping(item, item_at, {"range", "sample"}, {"range"})
+                spec = self.specifier(item.get("range"), item_at + ("range",))
+                sample = item.get("sample", "all")
+                if sample not in SAMPLES:
+                    self.problem(item_at + ("sample",), f"expected one of {', '.join(SAMPLES)}, got {sample!r}")
+                if spec is not None:
+                    selectors.append(VersionSelector("range", str(spec), sample, self.where(item_at)))
+                continue
+            text = self.string(item, item_at, raw=True)
+            if text is None:
+                continue
+            if text == "latest":
+                selectors.append(VersionSelector("latest", text, where=self.where(item_at)))
+            elif text[0] in "<>=!~":
+                spec = self.specifier(text, item_at)
+                if spec is not None:
+                    selectors.append(VersionSelector("range", str(spec), "all", self.where(item_at)))
+            else:
+                try:
+                    selectors.append(VersionSelector("exact", str(Version(text)), where=self.where(item_at)))
+                except InvalidVersion:
+                    self.problem(item_at, "expected a release version (e.g. '0.28.4'), 'latest', a range "
+                                          f"(e.g. '>=1.0,<2') or {{range, sample}}, got {text!r}")
+        return tuple(selectors)
+
+    def recipes(self, raw: Any, at: tuple, tolerance: Tolerance) -> dict[str, RecipeSpec]:
+        if isinstance(raw, list):
+            raw = {name: {} for name in raw if self.string(name, at) is not None}
+        if not isinstance(raw, dict) or not raw:
+            self.problem(at, f"expected a list of recipe names or a mapping of recipe to settings, got {_kind(raw)}")
+            return {}
+        recipes = {}
+        for name, settings in raw.items():
+            settings = self.mapping(settings or {}, at + (name,), {"tolerance"})
+            tol_at = at + (name, "tolerance")
+            raw_tol = settings.get("tolerance", {})
+            recipe_tolerance = self.tolerance(raw_tol, tol_at, tolerance, allow_outputs=True)
+            outputs = {}
+            raw_outputs = raw_tol.get("outputs", {}) if isinstance(raw_tol, dict) else {}
+            for output, raw_output in self.mapping(raw_outputs, tol_at + ("outputs",), set(raw_outputs)).items():
+                outputs[output] = self.tolerance(raw_output, tol_at + ("outputs", output), recipe_tolerance)
+            recipes[str(name)] = RecipeSpec(str(name), recipe_tolerance, outputs)
+        return recipes
+
+    def pins(self, raw: Any, at: tuple) -> tuple[Pin, ...]:
+        if not isinstance(raw, list):
+            self.problem(at, f"expected a list of {{versions, requirements, why}}, got {_kind(raw)}")
+            return ()
+        pins = []
+        for index, item in enumerate(raw):
+            item_at = at + (index,)
+            item = self.mapping(item, item_at, {"versions", "requirements", "why"}, {"versions", "requirements", "why"})
+            spec = self.specifier(item.get("versions"), item_at + ("versions",))
+            requirements = item.get("requirements")
+            if not isinstance(requirements, list) or not requirements:
+                self.problem(item_at + ("requirements",), f"expected a list of requirements, got {_kind(requirements)}")
+                requirements = []
+            for r_index, requirement in enumerate(requirements):
+                try:
+                    Requirement(str(requirement))
+                except InvalidRequirement as exc:
+                    self.problem(item_at + ("requirements", r_index), f"not a valid requirement: {exc}")
+            why = self.string(item.get("why"), item_at + ("why",))
+            if spec is not None and why:
+                pins.append(Pin(spec, tuple(map(str, requirements)), why))
+        return tuple(pins)
+
+    def known_breaks(self, raw: Any, at: tuple) -> tuple[KnownBreak, ...]:
+        if not isinstance(raw, list):
+            self.problem(at, f"expected a list of known breaks, got {_kind(raw)}")
+            return ()
+        breaks = []
+        for index, item in enumerate(raw):
+            item_at = at + (index,)
+            item = self.mapping(item, item_at, {"producers", "consumers", "recipes", "reason", "link", "upstream"},
+                                {"producers", "consumers", "reason"})
+            producers = self.specifier(item.get("producers"), item_at + ("producers",))
+            consumers = self.specifier(item.get("consumers"), item_at + ("consumers",))
+            recipes = item.get("recipes")
+            if recipes is not None and (not isinstance(recipes, list) or not all(isinstance(r, str) for r in recipes)):
+                self.problem(item_at + ("recipes",), f"expected a list of recipe names, got {_kind(recipes)}")
+                recipes = None
+            reason = self.string(item.get("reason"), item_at + ("reason",))
+            link = item.get("link")
+            if link is not None and not (isinstance(link, str) and link.startswith(("http://", "https://"))):
+                self.problem(item_at + ("link",), f"expected an http(s) URL, got {link!r}")
+                link = None
+            upstream = item.get("upstream", "documented" if link else "undocumented")
+            if upstream not in UPSTREAM:
+                self.problem(item_at + ("upstream",), f"expected one of {', '.join(UPSTREAM)}, got {upstream!r}")
+            if producers is not None and consumers is not None and reason:
+                breaks.append(KnownBreak(producers, consumers, tuple(recipes) if recipes else None, reason, link,
+                                         upstream, self.where(item_at)))
+        return tuple(breaks)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__

@@ -1,0 +1,93 @@
+"""From a validated matrix to a plan: concrete versions, one environment request per release, and the cells.
+
+A cross-load cell is (library, recipe, producer version, consumer version). Every pair is a cell, including a
+release with itself (the save/load round trip, which must be ``identical``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compat.environments import EnvRequest
+from compat.errors import MatrixError, RegistryError
+from compat.matrix import LibrarySpec, Matrix
+from compat.pipconfig import IndexSettings
+from compat.registry import Release, fetch_releases, select, upload_time
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    library: str
+    recipe: str
+    producer: str
+    consumer: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.library}/{self.recipe}/{self.producer}->{self.consumer}"
+
+
+@dataclass
+class EnvPlan:
+    library: LibrarySpec
+    version: str
+    request: EnvRequest
+
+    @property
+    def name(self) -> str:
+        return f"{self.library.name}=={self.version}"
+
+
+@dataclass
+class Plan:
+    matrix: Matrix
+    envs: dict[tuple[str, str], EnvPlan]
+    cells: list[Cell]
+    releases: dict[str, list[Release]] = field(default_factory=dict)
+
+    def env_of(self, library: str, version: str) -> EnvPlan:
+        return self.envs[(library, version)]
+
+    def versions(self, library: str) -> list[str]:
+        return [v for (lib, v) in self.envs if lib == library]
+
+
+def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
+              select_cells: list[str] | None = None, shard: tuple[int, int] | None = None) -> Plan:
+    """Resolve every library's version selectors against the registry and lay out the cells.
+
+    ``select_cells`` keeps cells whose id matches any of the glob patterns (or contains the text).
+    """
+    envs: dict[tuple[str, str], EnvPlan] = {}
+    cells: list[Cell] = []
+    releases_by_library = {}
+    problems = []
+    for library in matrix.libraries.values():
+        try:
+            releases = fetch_releases(library.package, index.index_url, cache_dir)
+        except RegistryError as exc:
+            problems.append(f"{matrix.path}: libraries.{library.name}: {exc}")
+            continue
+        releases_by_library[library.name] = releases
+        versions, missing = select(library.versions, releases)
+        problems += [f"{m} (libraries.{library.name}.versions)" for m in missing]
+        for version in versions:
+            request = EnvRequest(library.name, library.package, version, library.pins_for(version),
+                                 upload_time(version, releases))
+            envs[(library.name, version)] = EnvPlan(library, version, request)
+        cells += [Cell(library.name, recipe, producer, consumer)
+                  for recipe in library.recipes for producer in versions for consumer in versions]
+    if problems:
+        raise MatrixError(problems)
+    if select_cells:
+        cells = [c for c in cells if any(_matches(c.id, pattern) for pattern in select_cells)]
+    if shard:
+        index_, count = shard
+        cells = [c for n, c in enumerate(cells) if n % count == index_ - 1]
+    return Plan(matrix, envs, cells, releases_by_library)
+
+
+def _matches(cell_id: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(cell_id, pattern) if any(ch in pattern for ch in "*?[") else pattern in cell_id

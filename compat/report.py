@@ -1,0 +1,205 @@
+"""The report of a run: ``report.json`` for machines, ``report.md`` and ``index.html`` for people.
+
+Markdown: per library and recipe a producer x consumer grid with a legend, then the evidence for every cell that is
+not identical. HTML: the same, as one self-contained page (inline CSS, no scripts from anywhere).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import platform
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from packaging.version import Version
+
+import compat
+from compat.verdicts import LADDER, MEANING
+
+SCHEMA = 1
+SYMBOL = {"identical": "=", "equivalent": "≈", "converted": "C", "known-break": "K", "diverged": "D",
+          "incompatible": "X", "not-applicable": "·", "error": "E"}
+COLOUR = {"identical": "#2e7d32", "equivalent": "#66bb6a", "converted": "#29b6f6", "known-break": "#9e9e9e",
+          "diverged": "#e53935", "incompatible": "#fb8c00", "not-applicable": "#eeeeee", "error": "#6a1b9a"}
+
+
+def build_report(cells: list[dict], environments: dict, matrix_path: str, torch_version: str,
+                 stats: dict | None = None) -> dict:
+    return {
+        "schema": SCHEMA,
+        "compat": compat.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"python": platform.python_version(), "torch": torch_version, "platform": platform.platform()},
+        "matrix": matrix_path,
+        "stats": stats or {},
+        "environments": environments,
+        "cells": cells,
+    }
+
+
+def write_report(report: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "report.json", out / "report.md", out / "index.html"]
+    paths[0].write_text(json.dumps(report, indent=1, sort_keys=True))
+    paths[1].write_text(markdown(report))
+    paths[2].write_text(html_page(report))
+    return paths
+
+
+def _grids(cells: list[dict]) -> dict[tuple[str, str], dict]:
+    grids: dict[tuple[str, str], dict] = defaultdict(lambda: {"versions": set(), "cells": {}})
+    for cell in cells:
+        grid = grids[(cell["library"], cell["recipe"])]
+        grid["versions"] |= {cell["producer"], cell["consumer"]}
+        grid["cells"][(cell["producer"], cell["consumer"])] = cell
+    for grid in grids.values():
+        grid["versions"] = sorted(grid["versions"], key=Version)
+    return dict(grids)
+
+
+def _symbol(cell: dict | None) -> str:
+    if cell is None:
+        return " "
+    symbol = SYMBOL[cell["verdict"]]
+    if cell["verdict"] == "known-break":
+        symbol += SYMBOL.get(cell["underlying"], "")
+    if cell.get("stale_known_break"):
+        symbol += "!"
+    return symbol
+
+
+def counts(cells: list[dict]) -> dict[str, int]:
+    tally = {verdict: 0 for verdict in LADDER}
+    for cell in cells:
+        tally[cell["verdict"]] += 1
+    return {k: v for k, v in tally.items() if v}
+
+
+def legend_lines() -> list[str]:
+    lines = [f"- `{SYMBOL[v]}` **{v}**: {MEANING[v]}" for v in LADDER]
+    lines.append("- `KX` / `KD`: a known break whose underlying verdict is incompatible / diverged; "
+                 "`!` after a symbol: declared as a known break, but it no longer breaks (stale declaration)")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    cells = report["cells"]
+    lines = ["# compat report", "",
+             f"Run {report['created']} · compat {report['compat']} · python {report['host']['python']} · "
+             f"torch {report['host']['torch']} · matrix `{report['matrix']}`", "",
+             "Totals: " + ", ".join(f"{k} {v}" for k, v in counts(cells).items()), "",
+             "Rows: the release that **saved** the checkpoint (producer). Columns: the release that **loads** it "
+             "(consumer).", "", "Legend:", *legend_lines(), ""]
+    grids = _grids(cells)
+    for (library, recipe), grid in sorted(grids.items()):
+        versions = grid["versions"]
+        lines += [f"## {library} / {recipe}", "",
+                  "| producer \\ consumer | " + " | ".join(versions) + " |",
+                  "|---|" + "---|" * len(versions)]
+        for producer in versions:
+            row = [_symbol(grid["cells"].get((producer, consumer))) for consumer in versions]
+            lines.append(f"| **{producer}** | " + " | ".join(row) + " |")
+        lines.append("")
+    evidence = [c for c in cells if c["verdict"] != "identical"]
+    if evidence:
+        lines += ["## Evidence", "", "Every cell that is not identical, worst first.", ""]
+        for cell in sorted(evidence, key=lambda c: (LADDER.index(c["verdict"]) * -1, c["id"])):
+            lines += _evidence_markdown(cell)
+    return "\n".join(lines) + "\n"
+
+
+def _evidence_markdown(cell: dict) -> list[str]:
+    lines = [f"### `{cell['id']}`: {cell['verdict']}"
+             + (f" (underlying: {cell['underlying']})" if cell["underlying"] != cell["verdict"] else ""), "",
+             f"{cell['summary']}", ""]
+    if cell.get("known_break"):
+        known = cell["known_break"]
+        lines += [f"Known break ({known['upstream']}): {known['reason']}"
+                  + (f" — {known['link']}" if known.get("link") else "") + f" (declared at {known['declared_at']})",
+                  ""]
+    if cell.get("stale_known_break"):
+        lines += ["**This cell is declared as a known break but no longer breaks: update the matrix.**", ""]
+    details = _details(cell["evidence"])
+    if details:
+        lines += ["```", *details, "```", ""]
+    return lines
+
+
+def _details(evidence: dict, limit: int = 12) -> list[str]:
+    lines = []
+    keys = evidence.get("keys", {})
+    for field in ("missing", "unexpected"):
+        if keys.get(field):
+            shown = keys[field][:limit]
+            more = f" (+{len(keys[field]) - limit} more)" if len(keys[field]) > limit else ""
+            lines.append(f"{field} keys: {', '.join(shown)}{more}")
+    for field in ("shape", "dtype"):
+        for change in keys.get(field, [])[:limit]:
+            lines.append(f"{field} {change['key']}: {change['producer']} -> {change['consumer']}")
+    if evidence.get("tensors_changed_on_load"):
+        lines.append(f"tensors changed on load: {', '.join(evidence['tensors_changed_on_load'][:limit])}")
+    for name, stats in evidence.get("outputs", {}).items():
+        if stats.get("shape_match"):
+            lines.append(f"output {name}: bitwise {stats.get('bitwise')}, max abs {stats.get('max_abs')}, "
+                         f"max rel {stats.get('max_rel')}, cosine {stats.get('cosine')}")
+        else:
+            lines.append(f"output {name}: {json.dumps(stats)}")
+    for field in ("load_error", "forward_error", "reason"):
+        if evidence.get(field):
+            lines.append(f"{field.replace('_', ' ')}:")
+            lines += ["  " + line for line in evidence[field].strip().splitlines()[:40]]
+    return lines
+
+
+def html_page(report: dict) -> str:
+    cells = report["cells"]
+    esc = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>compat report</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}",
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:center;font-size:13px}",
+        "th.row{text-align:right}td a{color:inherit;text-decoration:none;display:block}",
+        "pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}.legend span{padding:0 6px;margin-right:4px}",
+        "details{margin:4px 0}summary{cursor:pointer}",
+        "</style></head><body>",
+        "<h1>compat report</h1>",
+        f"<p>Run {esc(report['created'])} · compat {esc(report['compat'])} · python {esc(report['host']['python'])}"
+        f" · torch {esc(report['host']['torch'])} · matrix <code>{esc(report['matrix'])}</code></p>",
+        "<p>Totals: " + ", ".join(f"{esc(k)} {v}" for k, v in counts(cells).items()) + "</p>",
+        "<p>Rows: the release that saved the checkpoint (producer). Columns: the release that loads it (consumer)."
+        " Click a cell for its evidence.</p><p class='legend'>"]
+    for verdict in LADDER:
+        parts.append(f"<span style='background:{COLOUR[verdict]}'>{esc(SYMBOL[verdict])}</span>"
+                     f"{esc(verdict)}: {esc(MEANING[verdict])}<br>")
+    parts.append("</p>")
+    for (library, recipe), grid in sorted(_grids(cells).items()):
+        versions = grid["versions"]
+        parts.append(f"<h2>{esc(library)} / {esc(recipe)}</h2><table><tr><th>producer \\ consumer</th>"
+                     + "".join(f"<th>{esc(v)}</th>" for v in versions) + "</tr>")
+        for producer in versions:
+            parts.append(f"<tr><th class='row'>{esc(producer)}</th>")
+            for consumer in versions:
+                cell = grid["cells"].get((producer, consumer))
+                if cell is None:
+                    parts.append("<td></td>")
+                    continue
+                anchor = "c-" + html.escape(cell["id"]).replace("/", "_").replace(">", "").replace(" ", "")
+                parts.append(f"<td style='background:{COLOUR[cell['verdict']]}' title='{esc(cell['id'])}: "
+                             f"{esc(cell['verdict'])}: {esc(cell['summary'])}'><a href='#{anchor}'>"
+                             f"{esc(_symbol(cell))}</a></td>")
+            parts.append("</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Evidence</h2>")
+    for cell in sorted((c for c in cells if c["verdict"] != "identical"), key=lambda c: c["id"]):
+        anchor = "c-" + html.escape(cell["id"]).replace("/", "_").replace(">", "").replace(" ", "")
+        known = cell.get("known_break")
+        parts.append(f"<details id='{anchor}'><summary><code>{esc(cell['id'])}</code>: <b>{esc(cell['verdict'])}"
+                     f"</b> {esc(cell['summary'])}</summary>")
+        if known:
+            link = f" <a href='{esc(known['link'])}'>{esc(known['link'])}</a>" if known.get("link") else ""
+            parts.append(f"<p>Known break ({esc(known['upstream'])}): {esc(known['reason'])}{link}</p>")
+        parts.append("<pre>" + esc("\n".join(_details(cell["evidence"]))) + "</pre></details>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

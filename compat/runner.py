@@ -1,0 +1,294 @@
+"""Run a plan: build environments, one worker per environment, produce then consume, judge every cell.
+
+Scheduling. Every consumer needs every producer's artifacts, so production must finish everywhere before consumption
+starts anywhere. To keep one process per environment, a worker that has produced stays alive (idle, ~250 MB) until all
+producers are done, then consumes. At most ``jobs`` workers are busy at once; idle workers beyond a memory budget are
+closed and started again for consumption (one extra import, never a deadlock).
+
+Caching. Artifacts are keyed by (environment, recipe code, compat's worker code); cell findings by (consumer
+environment, producer artifact, code). A cell whose findings exist is not run again, so a rerun with nothing changed
+spawns nothing, and an interrupted run resumes where it stopped. Errors are not cached: they are retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from compat.envside.artifact import write_json_atomic
+from compat.environments import Environment, EnvironmentBuilder, file_lock
+from compat.errors import CompatError
+from compat.plan import Cell, Plan
+from compat.verdicts import judge
+from compat.worker_process import PROJECT_ROOT, WorkerFailure, WorkerProcess
+
+EnvKey = tuple[str, str]  # (library, version)
+
+
+@dataclass
+class RunOptions:
+    jobs: int = 2
+    threads: int = 1
+    build_jobs: int = 3
+    memory_mb: int | None = None
+    idle_budget_mb: float | None = None
+    timeout: float | None = None
+    progress: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    verdict: str
+    underlying: str
+    summary: str
+    finding: dict
+    known_break: dict | None = None
+    stale_known_break: bool = False
+
+    def to_json(self) -> dict:
+        return {"id": self.cell.id, "library": self.cell.library, "recipe": self.cell.recipe,
+                "producer": self.cell.producer, "consumer": self.cell.consumer, "verdict": self.verdict,
+                "underlying": self.underlying, "summary": self.summary, "evidence": self.finding,
+                "known_break": self.known_break, "stale_known_break": self.stale_known_break}
+
+
+@dataclass
+class RunStats:
+    built: int = 0
+    spawned: int = 0
+    produced: int = 0
+    consumed: int = 0
+    seconds: float = 0.0
+    import_seconds: list = field(default_factory=list)
+
+
+def code_hash(fixtures: Path) -> str:
+    """What the artifacts and findings depend on besides the environment: the recipes and the worker's code."""
+    digest = hashlib.sha256(fixtures.read_bytes())
+    for path in sorted((PROJECT_ROOT / "compat" / "envside").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+class Run:
+    def __init__(self, plan: Plan, builder: EnvironmentBuilder, cache_dir: Path, options: RunOptions | None = None):
+        self.plan, self.builder, self.cache_dir = plan, builder, cache_dir
+        self.options = options or RunOptions()
+        self.env_keys = {key: builder.key(env.request) for key, env in plan.envs.items()}
+        self.code = {name: code_hash(lib.fixtures) for name, lib in plan.matrix.libraries.items()}
+        self.env_errors: dict[EnvKey, str] = {}
+        self.worker_errors: dict[EnvKey, str] = {}
+        self.environments: dict[EnvKey, Environment] = {}
+        self.stats = RunStats()
+        self._done: set[EnvKey] = set()
+        self._condition = threading.Condition()
+        self._busy = threading.Semaphore(max(1, self.options.jobs))
+        self._building = threading.Semaphore(max(1, self.options.build_jobs))
+        self._idle_mb = 0.0
+        self._lock = threading.Lock()
+
+    # -- where things live --------------------------------------------------------------------------------------
+    def artifact_dir(self, library: str, version: str, recipe: str) -> Path:
+        key = hashlib.sha256(f"{self.env_keys[(library, version)]}|{self.code[library]}|{recipe}".encode())
+        return self.cache_dir / "artifacts" / library / version / recipe / key.hexdigest()[:20]
+
+    def result_path(self, cell: Cell) -> Path:
+        artifact = self.artifact_dir(cell.library, cell.producer, cell.recipe)
+        key = hashlib.sha256(f"{self.env_keys[(cell.library, cell.consumer)]}|{artifact.name}|"
+                             f"{self.code[cell.library]}".encode())
+        return self.cache_dir / "results" / cell.library / cell.recipe / f"{key.hexdigest()[:24]}.json"
+
+    def _has_artifact(self, library: str, version: str, recipe: str) -> bool:
+        return (self.artifact_dir(library, version, recipe) / "manifest.json").is_file()
+
+    # -- the run --------------------------------------------------------------------------------------------------
+    def execute(self, consumers: set[EnvKey] | None = None) -> list[CellResult]:
+        started = time.perf_counter()
+        cells = [c for c in self.plan.cells if consumers is None or (c.library, c.consumer) in consumers]
+        produce: dict[EnvKey, list[str]] = {}
+        consume: dict[EnvKey, list[Cell]] = {}
+        for cell in cells:
+            producer = (cell.library, cell.producer)
+            if not self._has_artifact(*producer, cell.recipe) and cell.recipe not in produce.get(producer, []):
+                produce.setdefault(producer, []).append(cell.recipe)
+            if not self.result_path(cell).is_file():
+                consume.setdefault((cell.library, cell.consumer), []).append(cell)
+        active = sorted(set(produce) | set(consume))
+        self._done = {key for key in self.plan.envs if key not in produce}
+        if active:
+            self.options.progress(f"compat: {len(active)} environments to run, "
+                                  f"{sum(map(len, consume.values()))} cells to check, {len(cells)} cells in all")
+        threads = [threading.Thread(target=self._env_job, args=(key, produce.get(key, []), consume.get(key, [])),
+                                    name=f"env {key}", daemon=True) for key in active]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.stats.seconds = time.perf_counter() - started
+        return [self._judge(cell) for cell in cells]
+
+    def _env_job(self, key: EnvKey, recipes: list[str], cells: list[Cell]) -> None:
+        env_plan = self.plan.envs[key]
+        worker = None
+        try:
+            with self._building:
+                environment = self.builder.build(env_plan.request)
+            with self._lock:
+                self.environments[key] = environment
+                self.stats.built += 1
+            if recipes:
+                with self._busy:
+                    worker = self._spawn(key, environment)
+                    with file_lock(self.cache_dir / "artifacts" / key[0] / f"{key[1]}.lock"):
+                        todo = [r for r in recipes if not self._has_artifact(*key, r)]
+                        if todo:
+                            self._produce(worker, key, todo)
+                if cells and not self._keep_idle(worker):
+                    worker.close()
+                    worker = None
+            self._mark_done(key)
+            if cells:
+                with self._condition:
+                    self._condition.wait_for(lambda: {(c.library, c.producer) for c in cells} <= self._done)
+                runnable = [c for c in cells if self._has_artifact(c.library, c.producer, c.recipe)]
+                if runnable:
+                    with self._busy:
+                        if worker is None:
+                            worker = self._spawn(key, environment)
+                        else:
+                            self._release_idle(worker)
+                        self._consume(worker, key, runnable)
+        except WorkerFailure as exc:
+            self.worker_errors[key] = str(exc)
+            self.options.progress(f"compat: {env_plan.name}: {str(exc).splitlines()[0]}")
+        except CompatError as exc:
+            self.env_errors[key] = f"environment {env_plan.name} could not be built: {exc}"
+            self.options.progress(f"compat: {env_plan.name}: build failed: {str(exc).splitlines()[0]}")
+        except Exception as exc:  # noqa: BLE001 - a bug in one environment must not lose the run
+            self.env_errors[key] = f"environment {env_plan.name}: {type(exc).__name__}: {exc}\n" \
+                                   f"{traceback.format_exc(limit=-4)}"
+        finally:
+            self._mark_done(key)
+            if worker is not None:
+                worker.close()
+
+    def _spawn(self, key: EnvKey, environment: Environment) -> WorkerProcess:
+        library = self.plan.matrix.libraries[key[0]]
+        worker = WorkerProcess(environment.python, library.import_name,
+                               self.cache_dir / "logs" / f"{key[0]}-{key[1]}.log",
+                               threads=self.options.threads, memory_mb=self.options.memory_mb,
+                               timeout=self.options.timeout or library.timeout)
+        with self._lock:
+            self.stats.spawned += 1
+            self.stats.import_seconds.append(worker.ready.get("import_seconds", 0.0))
+        return worker
+
+    def _produce(self, worker: WorkerProcess, key: EnvKey, recipes: list[str]) -> None:
+        library = self.plan.matrix.libraries[key[0]]
+        command = {"cmd": "produce", "library": key[0], "version": key[1], "fixtures": str(library.fixtures),
+                   "recipes": {r: str(self.artifact_dir(*key, r)) for r in recipes}}
+        worker.send(command, f"producing {', '.join(recipes)} with {key[0]}=={key[1]}")
+        with self._lock:
+            self.stats.produced += len(recipes)
+        self.options.progress(f"compat: {key[0]}=={key[1]}: produced {len(recipes)} artifacts")
+
+    def _consume(self, worker: WorkerProcess, key: EnvKey, cells: list[Cell]) -> None:
+        library = self.plan.matrix.libraries[key[0]]
+        completed = []
+
+        def on_event(event: dict) -> None:
+            if event.get("event") == "cell":
+                completed.append(event["id"])
+
+        command = {"cmd": "consume", "fixtures": str(library.fixtures), "cells": [
+            {"id": cell.id, "recipe": cell.recipe, "producer": cell.producer,
+             "artifact": str(self.artifact_dir(cell.library, cell.producer, cell.recipe)),
+             "result": str(self.result_path(cell))} for cell in cells]}
+        for cell in cells:
+            self.result_path(cell).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            worker.send(command, f"checking {len(cells)} cells with {key[0]}=={key[1]}", on_event)
+        except WorkerFailure as exc:
+            raise WorkerFailure(f"{exc}\n(while checking {cells[min(len(completed), len(cells) - 1)].id})") from None
+        with self._lock:
+            self.stats.consumed += len(cells)
+        self.options.progress(f"compat: {key[0]}=={key[1]}: checked {len(cells)} cells")
+
+    def _keep_idle(self, worker: WorkerProcess) -> bool:
+        budget = self.options.idle_budget_mb or _available_mb() * 0.4
+        rss = float(worker.ready.get("rss_mb", 300.0))
+        with self._lock:
+            if self._idle_mb + rss > budget:
+                return False
+            self._idle_mb += rss
+            worker.idle_mb = rss
+            return True
+
+    def _release_idle(self, worker: WorkerProcess) -> None:
+        with self._lock:
+            self._idle_mb -= getattr(worker, "idle_mb", 0.0)
+
+    def _mark_done(self, key: EnvKey) -> None:
+        with self._condition:
+            self._done.add(key)
+            self._condition.notify_all()
+
+    # -- judging ----------------------------------------------------------------------------------------------------
+    def _judge(self, cell: Cell) -> CellResult:
+        library = self.plan.matrix.libraries[cell.library]
+        finding = self._finding(cell)
+        known = library.known_break(cell.recipe, cell.producer, cell.consumer)
+        judgement = judge(finding, library.recipes[cell.recipe], known)
+        known_json = None if known is None else {
+            "reason": known.reason, "link": known.link, "upstream": known.upstream, "declared_at": known.where}
+        return CellResult(cell, judgement.verdict, judgement.underlying, judgement.summary, finding, known_json,
+                          judgement.stale_known_break)
+
+    def _finding(self, cell: Cell) -> dict:
+        path = self.result_path(cell)
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                path.unlink()
+        producer, consumer = (cell.library, cell.producer), (cell.library, cell.consumer)
+        for key, role in ((producer, "producer"), (consumer, "consumer")):
+            if key in self.env_errors:
+                return {"status": "error", "reason": f"{role} {self.env_errors[key]}"}
+        if producer in self.worker_errors and not self._has_artifact(*producer, cell.recipe):
+            return {"status": "error", "reason": f"producer worker failed: {self.worker_errors[producer]}"}
+        if consumer in self.worker_errors:
+            return {"status": "error", "reason": f"consumer worker failed: {self.worker_errors[consumer]}"}
+        return {"status": "error", "reason": "no finding was recorded for this cell"}
+
+    def environment_records(self) -> dict[str, dict[str, dict]]:
+        records: dict[str, dict[str, dict]] = {}
+        for key, env_plan in self.plan.envs.items():
+            environment = self.environments.get(key) or self.builder.cached(env_plan.request)
+            record = environment.record() if environment else {"key": self.env_keys[key], "lock": {}}
+            record["uploaded"] = env_plan.request.uploaded
+            if key in self.env_errors:
+                record["error"] = self.env_errors[key]
+            if key in self.worker_errors:
+                record["worker_error"] = self.worker_errors[key]
+            records.setdefault(key[0], {})[key[1]] = record
+        return records
+
+
+def _available_mb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**20

@@ -1,0 +1,95 @@
+"""From a cell's findings to its verdict, on one ladder (best first).
+
+Pure functions: the worker reports what it saw (keys, load error, tensors after load, output statistics); the host
+decides what that means with the matrix's tolerances and known breaks, so changing a tolerance needs no rerun.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compat.matrix import KnownBreak, RecipeSpec
+
+LADDER = ("identical", "equivalent", "converted", "known-break", "diverged", "incompatible", "not-applicable",
+          "error")
+GOOD = frozenset({"identical", "equivalent", "converted"})
+BAD = frozenset({"diverged", "incompatible"})
+
+MEANING = {
+    "identical": "keys, tensors and outputs bitwise equal",
+    "equivalent": "loads; outputs within tolerance",
+    "converted": "loads and agrees only after a conversion rule",
+    "known-break": "an incompatibility declared in the matrix (the verdict underneath is shown)",
+    "diverged": "loads, but outputs differ: the silent break",
+    "incompatible": "refuses to load (keys, shapes) or to run",
+    "not-applicable": "the recipe cannot be built in one of the two releases",
+    "error": "the environment or the run failed",
+}
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str
+    underlying: str  # the verdict before known breaks were applied
+    summary: str
+    stale_known_break: bool = False  # declared as broken, but it no longer breaks
+
+
+def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
+    status = finding.get("status")
+    if status in ("error", "not-applicable"):
+        return status, finding.get("reason", "").strip().splitlines()[0] if finding.get("reason") else status
+    keys = finding.get("keys", {})
+    key_problems = _key_summary(keys)
+    if finding.get("load_error") or key_problems:
+        load_error = (finding.get("load_error") or "").strip().splitlines()
+        return "incompatible", "; ".join(filter(None, [key_problems, load_error[0] if load_error else ""]))
+    if finding.get("forward_error"):
+        return "incompatible", f"loads, but the forward pass fails: {finding['forward_error'].splitlines()[0]}"
+    outputs = finding.get("outputs", {})
+    if not outputs:
+        return "error", "no outputs were compared"
+    changed_on_load = finding.get("tensors_changed_on_load", [])
+    if all(stats.get("bitwise") for stats in outputs.values()) and not changed_on_load:
+        return "identical", "keys, tensors and outputs bitwise equal"
+    failing = {name: stats for name, stats in outputs.items() if not recipe.tolerance_for(name).allows(stats)}
+    if not failing:
+        worst = max(_number(s.get("max_abs")) for s in outputs.values())
+        note = f"; {len(changed_on_load)} tensors changed on load" if changed_on_load else ""
+        return "equivalent", f"outputs within tolerance (max abs {worst:.3g}){note}"
+    return "diverged", "; ".join(_output_summary(name, stats) for name, stats in failing.items())
+
+
+def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None) -> Judgement:
+    underlying, summary = raw_verdict(finding, recipe)
+    if known_break is None:
+        return Judgement(underlying, underlying, summary)
+    if underlying in BAD:
+        return Judgement("known-break", underlying, f"{underlying}: {summary}")
+    return Judgement(underlying, underlying, summary, stale_known_break=underlying in GOOD)
+
+
+def _key_summary(keys: dict) -> str:
+    parts = []
+    for field, label in (("missing", "missing"), ("unexpected", "unexpected"), ("shape", "shape changes"),
+                         ("dtype", "dtype changes")):
+        if keys.get(field):
+            parts.append(f"{len(keys[field])} {label}")
+    return ", ".join(parts)
+
+
+def _output_summary(name: str, stats: dict) -> str:
+    if stats.get("missing"):
+        return f"{name}: not produced by the consumer"
+    if not stats.get("shape_match", True):
+        return f"{name}: shape {stats.get('expected_shape')} -> {stats.get('actual_shape')}"
+    return (f"{name}: max abs {_fmt(stats.get('max_abs'))}, max rel {_fmt(stats.get('max_rel'))}, "
+            f"cosine {_fmt(stats.get('cosine'), 6)}")
+
+
+def _number(value) -> float:
+    return float(value) if not isinstance(value, str) else float("inf")
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return value if isinstance(value, str) or value is None else f"{value:.{digits}g}"

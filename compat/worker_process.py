@@ -1,0 +1,119 @@
+"""The host's handle on one worker process: spawn it, send commands, read events with a no-progress timeout.
+
+A worker that exits, crashes or stays silent longer than its timeout raises ``WorkerFailure`` with the reason and the
+tail of its stderr log; the process group is killed so nothing it started outlives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import resource
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerFailure(Exception):
+    pass
+
+
+class WorkerProcess:
+    def __init__(self, python: Path, import_name: str, log_path: Path, threads: int = 1,
+                 memory_mb: int | None = None, timeout: float = 900.0):
+        self.timeout, self.log_path = timeout, log_path
+        environment = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL"))}
+        environment.update({
+            "PYTHONPATH": str(PROJECT_ROOT), "PYTHONNOUSERSITE": "1", "COMPAT_IMPORT": import_name,
+            "COMPAT_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false"})
+        if "PYTHONDONTWRITEBYTECODE" in os.environ:
+            environment["PYTHONDONTWRITEBYTECODE"] = os.environ["PYTHONDONTWRITEBYTECODE"]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(log_path, "ab")
+        limit = memory_mb * 1024 * 1024 if memory_mb else None
+
+        def limit_memory() -> None:
+            if limit:
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [str(python), "-m", "compat.envside.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.log, env=environment, start_new_session=True, preexec_fn=limit_memory, text=True)
+        self.events: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.ready = self.expect("ready", "starting")
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            try:
+                self.events.put(json.loads(line))
+            except ValueError:
+                continue
+        self.events.put(None)
+
+    def expect(self, final: str, doing: str, on_event=None) -> dict:
+        """Read events until ``final``; each event resets the timeout (it measures silence, not total time)."""
+        while True:
+            try:
+                event = self.events.get(timeout=self.timeout)
+            except queue.Empty:
+                self.kill()
+                raise WorkerFailure(f"worker timed out: no progress for {self.timeout:.0f} s while {doing}"
+                                    + self._stderr_tail()) from None
+            if event is None:
+                code = self.process.wait()
+                raise WorkerFailure(f"worker exited while {doing}: {_exit_reason(code)}" + self._stderr_tail())
+            if event.get("event") == final:
+                return event
+            if on_event:
+                on_event(event)
+
+    def send(self, command: dict, doing: str, on_event=None) -> dict:
+        try:
+            self.process.stdin.write(json.dumps(command) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            code = self.process.wait()
+            raise WorkerFailure(f"worker exited before {doing}: {_exit_reason(code)}" + self._stderr_tail()) from None
+        return self.expect("done", doing, on_event)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write('{"cmd": "exit"}\n')
+                self.process.stdin.flush()
+                self.process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+        self.log.close()
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+    def _stderr_tail(self, lines: int = 15) -> str:
+        self.log.flush()
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
+        except OSError:
+            return ""
+        return ("\n--- worker stderr (tail) ---\n" + "\n".join(text)) if text else ""
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (killed: out of memory?)" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
