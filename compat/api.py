@@ -12,7 +12,12 @@ from pathlib import Path
 from compat.environments import EnvironmentBuilder
 from compat.matrix import Matrix, default_matrix_path, load_matrix
 from compat.pipconfig import read_index_settings
-from compat.plan import Plan, make_plan
+from compat.environments import EnvRequest
+from compat.errors import CompatError
+from compat.matrix import VersionSelector
+from compat.plan import EnvPlan, Plan, make_plan
+from compat.registry import fetch_releases, select, upload_time
+from compat.survey import ChangePoint, find_changes, signature
 from compat.report import build_report, write_report
 from compat.runner import CellResult, Run, RunOptions
 
@@ -39,6 +44,34 @@ def prepare(matrix_path: Path | str | None = None, cache_dir: Path | None = None
     plan = make_plan(matrix, cache_dir, index, select, shard)
     builder = EnvironmentBuilder(cache_dir, index)
     return Session(matrix, plan, Run(plan, builder, cache_dir, options), cache_dir)
+
+
+def survey(library_name: str, spec: str | None, matrix_path: Path | str | None = None,
+           cache_dir: Path | None = None, grid: int = 16, options: RunOptions | None = None,
+           ) -> tuple[list[ChangePoint], int, list[str]]:
+    """Change points of a library's layout/outputs across the releases in ``spec`` (default: all stable ones)."""
+    cache_dir = (cache_dir or default_cache_dir()).resolve()
+    matrix = load_matrix(matrix_path)
+    if library_name not in matrix.libraries:
+        raise CompatError(f"{matrix.path}: no library {library_name!r} (it has: {', '.join(matrix.libraries)})")
+    library = matrix.libraries[library_name]
+    index = read_index_settings()
+    releases = fetch_releases(library.package, index.index_url, cache_dir)
+    selector = VersionSelector("range", spec or ">=0", "all", "--range")
+    versions, problems = select((selector,), releases)
+    if problems:
+        raise CompatError("; ".join(problems))
+    envs = {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
+                                                               upload_time(v, releases))) for v in versions}
+    plan = Plan(matrix, envs, [], {library.name: releases})
+    run = Run(plan, EnvironmentBuilder(cache_dir, index), cache_dir, options)
+
+    def probe(batch: list[str]) -> dict[str, tuple]:
+        manifests = run.produce([(library.name, v) for v in batch], list(library.recipes))
+        return {version: signature(manifests[(library.name, version)]) for version in batch}
+
+    changes, probed = find_changes(versions, probe, grid)
+    return changes, probed, versions
 
 
 def report_for(session: Session, results: list[CellResult]) -> dict:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from compat.api import prepare, run_and_report
+from compat.api import prepare, run_and_report, survey
 from compat.errors import CompatError
 from compat.report import counts
 from compat.runner import RunOptions
@@ -36,7 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     run.add_argument("--timeout", type=float, help="seconds a worker may go without progress (default: matrix)")
     run.add_argument("--worker-memory", type=int, help="address-space limit per worker, in MB")
+    survey_parser = commands.add_parser("survey", help="find the releases where saved layouts or outputs change")
+    survey_parser.add_argument("library")
+    survey_parser.add_argument("--range", dest="spec", help="releases to survey, e.g. '>=0.28.4' (default: all)")
+    survey_parser.add_argument("--matrix", help="matrix file whose recipes and pins to use")
+    survey_parser.add_argument("--cache-dir", type=Path)
+    survey_parser.add_argument("--grid", type=int, default=16, help="releases probed in the first pass")
+    survey_parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.command == "survey":
+        return _survey(args)
     try:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
@@ -51,6 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     tally = counts([r.to_json() for r in results])
     print(f"compat: {len(results)} cells: " + ", ".join(f"{k} {v}" for k, v in tally.items()))
     print(f"compat: report written to {paths[0].parent}/ (report.json, report.md, index.html)")
+    return 0
+
+
+def _survey(args: argparse.Namespace) -> int:
+    try:
+        changes, probed, versions = survey(args.library, args.spec, args.matrix, args.cache_dir, args.grid,
+                                           RunOptions(jobs=args.jobs))
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"compat: {len(versions)} releases, {probed} probed, {len(changes)} change points")
+    for change in changes:
+        print(f"  {change.before} -> {change.after}: {'; '.join(change.notes)}")
+    keep = sorted({v for c in changes for v in (c.before, c.after)} | {versions[0], versions[-1]},
+                  key=versions.index)
+    print("versions for the matrix: " + ", ".join(keep))
     return 0
 
 

@@ -220,8 +220,8 @@ class _Validator:
             timeout = self.number(raw["timeout"], at + ("timeout",), 1) or timeout
         return LibrarySpec(
             name=name, package=package, import_name=import_name, fixtures=fixtures.resolve(),
-            versions=self.versions(raw.get("versions"), at + ("versions",)),
-            recipes=self.recipes(raw.get("recipes"), at + ("recipes",), tolerance),
+            versions=self.versions(raw["versions"], at + ("versions",)) if "versions" in raw else (),
+            recipes=self.recipes(raw["recipes"], at + ("recipes",), tolerance) if "recipes" in raw else {},
             pins=self.pins(raw.get("pins", []), at + ("pins",)),
             known_breaks=self.known_breaks(raw.get("known_breaks", []), at + ("known_breaks",)),
             timeout=timeout)

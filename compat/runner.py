@@ -136,6 +136,24 @@ class Run:
         self.stats.seconds = time.perf_counter() - started
         return [self._judge(cell) for cell in cells]
 
+    def produce(self, keys: list[EnvKey], recipes: list[str]) -> dict[EnvKey, dict[str, dict]]:
+        """Produce artifacts only (no cells), and return each release's manifests; a failed release gets none."""
+        todo = {key: [r for r in recipes if not self._has_artifact(*key, r)] for key in keys}
+        self._done = set(self.plan.envs)
+        threads = [threading.Thread(target=self._env_job, args=(key, todo[key], []), daemon=True)
+                   for key in keys if todo[key]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        manifests = {}
+        for key in keys:
+            manifests[key] = {}
+            for recipe in recipes:
+                path = self.artifact_dir(*key, recipe) / "manifest.json"
+                manifests[key][recipe] = json.loads(path.read_text()) if path.is_file() else {"status": "error"}
+        return manifests
+
     def _env_job(self, key: EnvKey, recipes: list[str], cells: list[Cell]) -> None:
         env_plan = self.plan.envs[key]
         worker = None

@@ -39,6 +39,9 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
     status = finding.get("status")
     if status in ("error", "not-applicable"):
         return status, finding.get("reason", "").strip().splitlines()[0] if finding.get("reason") else status
+    if status == "broken":
+        return "incompatible", "the producer release builds the recipe but cannot run or save it: " + \
+            finding.get("reason", "").strip().splitlines()[0]
     keys = finding.get("keys", {})
     key_problems = _key_summary(keys)
     if finding.get("load_error") or key_problems:

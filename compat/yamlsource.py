@@ -53,6 +53,7 @@ def _convert(node: yaml.Node, path: Path_, located: Located) -> Any:
             if key in result:
                 raise DuplicateKey(f"{located.file}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
             result[key] = _convert(value_node, path + (key,), located)
+            located.lines[path + (key,)] = key_node.start_mark.line + 1  # point at the key, not its value
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, path + (index,), located) for index, item in enumerate(node.value)]

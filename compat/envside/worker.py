@@ -85,15 +85,14 @@ def main() -> None:
             inputs = recipe.inputs()
             outputs = recipe.run(model, inputs)
             return artifact.write_artifact(folder, manifest, recipe.state_dict(model), inputs, outputs)
-        except Exception as exc:  # noqa: BLE001
-            return artifact.write_unbuildable(folder, manifest, "error", f"producing: {describe(exc)}\n"
+        except Exception as exc:  # noqa: BLE001 - built, but the release cannot run or save it: a broken release
+            return artifact.write_unbuildable(folder, manifest, "broken", f"{describe(exc)}\n"
                                               + traceback.format_exc(limit=-3))
 
     def consume(recipe, producer: str, folder: Path) -> dict:
         manifest = artifact.read_manifest(folder)
         if manifest["status"] != "ok":
-            status = "not-applicable" if manifest["status"] == "not-applicable" else "error"
-            return {"status": status, "reason": f"producer {producer}: {manifest.get('reason', '')}"}
+            return {"status": manifest["status"], "reason": f"producer {producer}: {manifest.get('reason', '')}"}
         try:
             model = recipe.build()
         except NotApplicable as exc:

@@ -1,0 +1,48 @@
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from compat.matrix import KnownBreak, RecipeSpec, Tolerance
+from compat.verdicts import judge, raw_verdict
+
+RECIPE = RecipeSpec("r", Tolerance(atol=1e-5, rtol=0.0), {"loose": Tolerance(atol=0.1, rtol=0.0)})
+CLEAN_KEYS = {"missing": [], "unexpected": [], "shape": [], "dtype": []}
+
+
+def stats(max_abs, bitwise=False):
+    return {"bitwise": bitwise, "shape_match": True, "max_abs": max_abs, "max_rel": max_abs, "cosine": 0.99,
+            "ref_max_abs": 1.0}
+
+
+def finding(**outputs):
+    return {"status": "ok", "keys": CLEAN_KEYS, "tensors_changed_on_load": [], "outputs": outputs}
+
+
+@pytest.mark.parametrize("found, verdict", [
+    (finding(out=stats(0.0, bitwise=True)), "identical"),
+    (finding(out=stats(1e-6)), "equivalent"),
+    (finding(out=stats(1e-3)), "diverged"),
+    (finding(loose=stats(1e-3)), "equivalent"),  # per-output tolerance
+    (finding(out={"shape_match": False, "bitwise": False}), "diverged"),
+    (dict(finding(), keys=dict(CLEAN_KEYS, missing=["a"]), load_error="RuntimeError: x"), "incompatible"),
+    (dict(finding(), forward_error="RuntimeError: boom"), "incompatible"),
+    ({"status": "broken", "reason": "producer 1.0: RuntimeError"}, "incompatible"),
+    ({"status": "not-applicable", "reason": "consumer: no such keyword"}, "not-applicable"),
+    ({"status": "error", "reason": "environment failed"}, "error"),
+])
+def test_ladder(found, verdict):
+    assert raw_verdict(found, RECIPE)[0] == verdict
+
+
+def test_tensors_changed_on_load_are_not_identical():
+    found = dict(finding(out=stats(0.0, bitwise=True)), tensors_changed_on_load=["w"])
+    assert raw_verdict(found, RECIPE)[0] == "equivalent"
+
+
+def test_known_breaks_keep_the_verdict_underneath_and_go_stale():
+    known = KnownBreak(SpecifierSet("<1"), SpecifierSet(">=1"), None, "renamed", None, "undocumented", "m.yaml:3")
+    broken = judge(dict(finding(), load_error="RuntimeError: missing"), RECIPE, known)
+    assert (broken.verdict, broken.underlying, broken.stale_known_break) == ("known-break", "incompatible", False)
+    silent = judge(finding(out=stats(1.0)), RECIPE, known)
+    assert (silent.verdict, silent.underlying) == ("known-break", "diverged")
+    healed = judge(finding(out=stats(0.0, bitwise=True)), RECIPE, known)
+    assert healed.verdict == "identical" and healed.stale_known_break
