@@ -43,10 +43,14 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or ("alloc" in text and "memory" in text)
+
+
 def describe(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError) or "alloc" in str(exc).lower() and "memory" in str(exc).lower():
-        return f"out of memory: {type(exc).__name__}: {exc}".strip()
-    return f"{type(exc).__name__}: {exc}"
+    prefix = "out of memory: " if out_of_memory(exc) else ""
+    return f"{prefix}{type(exc).__name__}: {exc}".strip()
 
 
 def main() -> None:
@@ -86,7 +90,8 @@ def main() -> None:
             outputs = recipe.run(model, inputs)
             return artifact.write_artifact(folder, manifest, recipe.state_dict(model), inputs, outputs)
         except Exception as exc:  # noqa: BLE001 - built, but the release cannot run or save it: a broken release
-            return artifact.write_unbuildable(folder, manifest, "broken", f"{describe(exc)}\n"
+            status = "error" if out_of_memory(exc) else "broken"
+            return artifact.write_unbuildable(folder, manifest, status, f"{describe(exc)}\n"
                                               + traceback.format_exc(limit=-3))
 
     def consume(recipe, producer: str, folder: Path) -> dict:

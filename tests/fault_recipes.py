@@ -1,0 +1,50 @@
+"""Recipes that misbehave on purpose, in one release only, to prove faults stay in their cells.
+
+They run inside a real x-transformers environment like any recipe. ``COMPAT_FAULT_VERSION`` names the release that
+misbehaves; ``COMPAT_FAULT`` says how: crash (SIGABRT), hang, or oom (allocate until the address-space limit bites).
+"""
+
+import os
+import time
+from importlib import metadata
+
+import torch
+
+from compat.envside.recipe import StateDictRecipe
+
+FAULT_VERSION = "0.30.0"
+
+
+def _misbehave(kind: str) -> None:
+    if metadata.version("x-transformers") != FAULT_VERSION:
+        return
+    if kind == "crash":
+        os.abort()
+    if kind == "hang":
+        time.sleep(3600)
+    if kind == "oom":
+        hoard = []
+        while True:
+            hoard.append(torch.ones(256 * 1024 * 1024 // 4))
+
+
+def _make(kind):
+    def make(config):
+        import x_transformers
+
+        _misbehave(kind)
+        return x_transformers.TransformerWrapper(
+            num_tokens=16, max_seq_len=8, attn_layers=x_transformers.Decoder(dim=16, depth=1, heads=2))
+    return make
+
+
+def _inputs(generator):
+    return {"tokens": torch.randint(0, 16, (1, 8), generator=generator)}
+
+
+def _run(model, inputs):
+    return {"logits": model(inputs["tokens"])}
+
+
+RECIPES = {kind: StateDictRecipe(kind, {"kind": kind}, _make(kind), _inputs, _run)
+           for kind in ("fine", "crash", "hang", "oom")}

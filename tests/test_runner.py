@@ -1,0 +1,160 @@
+"""The whole loop on real x-transformers releases from the registry (no stand-ins).
+
+Three releases around real upstream changes: 0.30.0 -> 0.33.0 renamed the feed-forward keys (``net`` -> ``ff``: a
+loud break); 0.28.4 -> 0.30.0 kept every key but changed what qk-norm attention computes (a silent break).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compat.api import prepare, report_for
+from compat.report import write_report
+from compat.runner import RunOptions
+
+PROJECT = Path(__file__).resolve().parent.parent
+RELEASES = ["0.28.4", "0.30.0", "0.33.0"]
+
+
+def matrix_text(fixtures: Path, recipes: list[str], versions=RELEASES, extra: str = "") -> str:
+    return (f"libraries:\n  x-transformers:\n    import: x_transformers\n    fixtures: {fixtures}\n"
+            f"    versions: {list(versions)}\n    recipes: {recipes}\n{extra}")
+
+
+def fresh_fixtures(tmp_path: Path, source: Path) -> Path:
+    """A copy of a recipe module with a unique comment: same recipes, new cache keys, so cells really run."""
+    copy = tmp_path / source.name
+    copy.write_text(source.read_text() + f"\n# {tmp_path}\n")
+    return copy
+
+
+def run_matrix(path: Path, cache_dir: Path, **options):
+    session = prepare(path, cache_dir, options=RunOptions(progress=lambda message: None, **options))
+    results = session.run.execute()
+    return session, {r.cell.id: r for r in results}
+
+
+@pytest.fixture(scope="module")
+def three_releases(tmp_path_factory, cache_dir):
+    folder = tmp_path_factory.mktemp("three")
+    path = folder / "matrix.yaml"
+    path.write_text(matrix_text(PROJECT / "fixtures" / "x_transformers.py", ["decoder", "glu-qknorm"]))
+    return run_matrix(path, cache_dir)
+
+
+def test_same_release_pairs_are_identical(three_releases):
+    _, results = three_releases
+    for recipe in ("decoder", "glu-qknorm"):
+        for version in RELEASES:
+            cell = results[f"x-transformers/{recipe}/{version}->{version}"]
+            assert cell.verdict == "identical", (cell.cell.id, cell.summary)
+
+
+def test_a_pair_across_the_feed_forward_rename_is_incompatible_with_key_evidence(three_releases):
+    _, results = three_releases
+    for pair in ("0.28.4->0.33.0", "0.33.0->0.28.4", "0.30.0->0.33.0"):
+        cell = results[f"x-transformers/decoder/{pair}"]
+        assert cell.verdict == "incompatible", cell.summary
+        keys = cell.finding["keys"]
+        assert keys["missing"] and keys["unexpected"] and "Missing key(s)" in cell.finding["load_error"]
+    keys = results["x-transformers/decoder/0.30.0->0.33.0"].finding["keys"]
+    assert all(".ff." in k for k in keys["missing"]) and all(".net." in k for k in keys["unexpected"])
+
+
+def test_an_unchanged_layout_is_identical_and_a_changed_computation_diverges(three_releases):
+    _, results = three_releases
+    assert results["x-transformers/decoder/0.28.4->0.30.0"].verdict == "identical"
+    silent = results["x-transformers/glu-qknorm/0.28.4->0.30.0"]
+    assert silent.verdict == "diverged", silent.summary
+    stats = silent.finding["outputs"]["logits"]
+    assert silent.finding["keys"]["missing"] == [] and stats["max_abs"] > 1e-3 and not stats["bitwise"]
+
+
+def test_a_rerun_with_nothing_changed_spawns_nothing(three_releases, cache_dir):
+    session, results = three_releases
+    again = prepare(session.matrix.path, cache_dir, options=RunOptions(progress=lambda message: None))
+    rerun = {r.cell.id: r.verdict for r in again.run.execute()}
+    assert again.run.stats.spawned == 0 and again.run.stats.built == 0
+    assert rerun == {cell_id: r.verdict for cell_id, r in results.items()}
+
+
+def test_environments_record_strategy_and_every_resolved_version(three_releases):
+    session, _ = three_releases
+    records = session.run.environment_records()["x-transformers"]
+    old = records["0.28.4"]
+    # 0.28.4's dated dependencies include entmax 1.0, an sdist that no longer builds: the newest fallback is used
+    assert old["strategy"] == "newest" and not old["attempts"][0]["ok"] and "entmax" in old["attempts"][0]["error"]
+    assert records["0.30.0"]["strategy"] in ("dated", "newest")
+    for record in records.values():
+        assert record["lock"]["torch"] == session.run.builder.torch_version
+        assert "x-transformers" in record["lock"]
+
+
+def test_the_report_is_written(three_releases, tmp_path):
+    session, results = three_releases
+    paths = write_report(report_for(session, list(results.values())), tmp_path / "report")
+    markdown = paths[1].read_text()
+    assert "## x-transformers / glu-qknorm" in markdown and "Missing key(s)" in markdown
+    assert "| **0.28.4** | = |" in markdown
+    assert "<table>" in paths[2].read_text()
+
+
+# -- faults stay in their cells ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault, options, expected", [
+    ("crash", {}, "killed by SIGABRT"),
+    ("hang", {"timeout": 20}, "no progress for 20 s"),
+    ("oom", {"memory_mb": 3000}, "out of memory"),
+])
+def test_a_faulty_environment_turns_only_its_cells_into_errors(tmp_path, cache_dir, fault, options, expected):
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "tests" / "fault_recipes.py")
+    path = tmp_path / "matrix.yaml"
+    path.write_text(matrix_text(fixtures, ["fine", fault], versions=["0.29.2", "0.30.0"]))
+    session, results = run_matrix(path, cache_dir, **options)
+    bad = results[f"x-transformers/{fault}/0.30.0->0.30.0"]
+    assert bad.verdict == "error" and expected in bad.finding["reason"], bad.finding["reason"]
+    assert results["x-transformers/fine/0.29.2->0.29.2"].verdict == "identical"
+    assert results[f"x-transformers/{fault}/0.29.2->0.29.2"].verdict == "identical"
+    assert len(results) == 8  # every cell is reported, good or not
+
+
+def test_an_environment_that_cannot_build_is_an_error_cell_and_the_rest_runs(tmp_path, cache_dir):
+    extra = ("    pins:\n      - versions: '==0.30.0'\n        requirements: ['einops==0.0.0']\n"
+             "        why: impossible on purpose\n")
+    path = tmp_path / "matrix.yaml"
+    path.write_text(matrix_text(PROJECT / "fixtures" / "x_transformers.py", ["decoder"],
+                                versions=["0.29.2", "0.30.0"], extra=extra))
+    _, results = run_matrix(path, cache_dir)
+    broken = results["x-transformers/decoder/0.30.0->0.29.2"]
+    assert broken.verdict == "error" and "einops==0.0.0" in broken.finding["reason"]
+    assert "could not be built" in broken.finding["reason"]
+    assert results["x-transformers/decoder/0.29.2->0.29.2"].verdict == "identical"
+
+
+def test_an_interrupted_run_resumes_without_redoing_finished_environments(tmp_path, cache_dir):
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "fixtures" / "x_transformers.py")
+    path = tmp_path / "matrix.yaml"
+    path.write_text(matrix_text(fixtures, ["decoder", "rmsnorm"]))
+    environment = dict(os.environ, COMPAT_CACHE_DIR=str(cache_dir))
+    process = subprocess.Popen([sys.executable, "-m", "compat.cli", "run", "--matrix", str(path), "--jobs", "1",
+                                "--out", str(tmp_path / "report")], stderr=subprocess.PIPE, text=True,
+                               env=environment)
+    finished = 0
+    for line in process.stderr:
+        if ": checked " in line:
+            finished += 1
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    assert finished == 1, "the run ended before any environment finished"
+    session, results = run_matrix(path, cache_dir)
+    assert session.run.stats.spawned == len(RELEASES) - finished  # the finished consumer is not run again
+    assert all(r.verdict != "error" for r in results.values())
