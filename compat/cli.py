@@ -43,9 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     survey_parser.add_argument("--cache-dir", type=Path)
     survey_parser.add_argument("--grid", type=int, default=16, help="releases probed in the first pass")
     survey_parser.add_argument("--jobs", type=int, default=2)
+    declare_parser = commands.add_parser(
+        "known-breaks", help="propose known-break declarations (YAML) covering a report's red cells")
+    declare_parser.add_argument("report", type=Path, help="a report.json")
+    declare_parser.add_argument("--library", help="only this library")
+    declare_parser.add_argument("--source", help="the library's repository URL, for links to upstream diffs")
     args = parser.parse_args(argv)
     if args.command == "survey":
         return _survey(args)
+    if args.command == "known-breaks":
+        return _known_breaks(args)
     try:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
@@ -60,6 +67,26 @@ def main(argv: list[str] | None = None) -> int:
     tally = counts([r.to_json() for r in results])
     print(f"compat: {len(results)} cells: " + ", ".join(f"{k} {v}" for k, v in tally.items()))
     print(f"compat: report written to {paths[0].parent}/ (report.json, report.md, index.html)")
+    return 0
+
+
+def _known_breaks(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from compat.declare import propose
+
+    try:
+        cells = json.loads(args.report.read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"compat: error: {args.report}: not a readable compat report ({exc})", file=sys.stderr)
+        return 2
+    libraries = sorted({c["library"] for c in cells if args.library in (None, c["library"])})
+    for library in libraries:
+        declarations = propose([c for c in cells if c["library"] == library], args.source)
+        print(f"# {library}: {len(declarations)} proposed known breaks; read and correct each reason")
+        print(yaml.safe_dump({"known_breaks": declarations}, sort_keys=False, width=120))
     return 0
 
 

@@ -164,13 +164,14 @@ class Run:
                 self.environments[key] = environment
                 self.stats.built += 1
             if recipes:
-                with self._busy:
-                    worker = self._spawn(key, environment)
-                    with file_lock(self.cache_dir / "artifacts" / key[0] / f"{key[1]}.lock"):
-                        todo = [r for r in recipes if not self._has_artifact(*key, r)]
-                        if todo:
+                # Another process (a pytest-xdist worker) may be producing the same artifacts: wait for it first.
+                with file_lock(self.cache_dir / "artifacts" / key[0] / f"{key[1]}.lock"):
+                    todo = [r for r in recipes if not self._has_artifact(*key, r)]
+                    if todo:
+                        with self._busy:
+                            worker = self._spawn(key, environment)
                             self._produce(worker, key, todo)
-                if cells and not self._keep_idle(worker):
+                if worker is not None and cells and not self._keep_idle(worker):
                     worker.close()
                     worker = None
             self._mark_done(key)

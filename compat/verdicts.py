@@ -40,7 +40,7 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
     if status in ("error", "not-applicable"):
         return status, finding.get("reason", "").strip().splitlines()[0] if finding.get("reason") else status
     if status == "broken":
-        return "incompatible", "the producer release builds the recipe but cannot run or save it: " + \
+        return "incompatible", "a release fails on this recipe's config: " + \
             finding.get("reason", "").strip().splitlines()[0]
     keys = finding.get("keys", {})
     key_problems = _key_summary(keys)

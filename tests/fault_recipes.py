@@ -1,7 +1,7 @@
 """Recipes that misbehave on purpose, in one release only, to prove faults stay in their cells.
 
 They run inside a real x-transformers environment like any recipe. ``COMPAT_FAULT_VERSION`` names the release that
-misbehaves; ``COMPAT_FAULT`` says how: crash (SIGABRT), hang, or oom (allocate until the address-space limit bites).
+misbehaves; ``COMPAT_FAULT`` says how: unsupported (an unknown keyword), crash (SIGABRT), hang, or oom (allocate until the address-space limit bites).
 """
 
 import os
@@ -18,6 +18,8 @@ FAULT_VERSION = "0.30.0"
 def _misbehave(kind: str) -> None:
     if metadata.version("x-transformers") != FAULT_VERSION:
         return
+    if kind == "unsupported":
+        raise TypeError("__init__() got an unexpected keyword argument 'novel_option'")
     if kind == "crash":
         os.abort()
     if kind == "hang":
@@ -47,4 +49,4 @@ def _run(model, inputs):
 
 
 RECIPES = {kind: StateDictRecipe(kind, {"kind": kind}, _make(kind), _inputs, _run)
-           for kind in ("fine", "crash", "hang", "oom")}
+           for kind in ("fine", "unsupported", "crash", "hang", "oom")}

@@ -19,6 +19,18 @@ class NotApplicable(Exception):
     """This release cannot build the recipe (unknown keyword, missing class, or it built something else)."""
 
 
+# How releases say "I do not have that": an unknown keyword, a class or module that does not exist yet.
+# Any other exception while building is the release failing on a config it accepts: a broken release, not N/A.
+UNSUPPORTED = ("unexpected keyword argument", "unrecognized kwargs", "cannot import name", "no module named")
+
+
+def unsupported(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    if isinstance(exc, AttributeError) and text.startswith("module "):
+        return True
+    return any(pattern in text for pattern in UNSUPPORTED)
+
+
 class StateDictRecipe:
     """A model saved as its ``state_dict`` in one ``.safetensors`` file and loaded with ``load_state_dict``.
 
@@ -43,8 +55,10 @@ class StateDictRecipe:
     def build(self) -> torch.nn.Module:
         try:
             model = self._make(self.config)
-        except (TypeError, AssertionError, AttributeError, ImportError, ValueError) as exc:
-            raise NotApplicable(f"this release cannot build it: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            if unsupported(exc):
+                raise NotApplicable(f"this release does not support it: {type(exc).__name__}: {exc}") from exc
+            raise
         problem = self._expect(model)
         if problem:
             raise NotApplicable(f"this release built a different model: {problem}")

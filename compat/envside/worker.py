@@ -80,8 +80,9 @@ def main() -> None:
             model = recipe.build()
         except NotApplicable as exc:
             return artifact.write_unbuildable(folder, manifest, "not-applicable", str(exc))
-        except Exception as exc:  # noqa: BLE001 - any failure is evidence for the cell
-            return artifact.write_unbuildable(folder, manifest, "error", f"building: {describe(exc)}")
+        except Exception as exc:  # noqa: BLE001 - the release fails on a config it accepts
+            return artifact.write_unbuildable(folder, manifest, "error" if out_of_memory(exc) else "broken",
+                                              f"building: {describe(exc)}\n" + traceback.format_exc(limit=-3))
         try:
             from compat.envside.fill import fill_parameters
 
@@ -102,6 +103,9 @@ def main() -> None:
             model = recipe.build()
         except NotApplicable as exc:
             return {"status": "not-applicable", "reason": f"consumer: {exc}"}
+        except Exception as exc:  # noqa: BLE001
+            return {"status": "error" if out_of_memory(exc) else "broken",
+                    "reason": f"consumer cannot build it: {describe(exc)}\n" + traceback.format_exc(limit=-3)}
         state = artifact.read_tensors(folder, "model")
         finding = {"status": "ok",
                    "keys": compare.diff_keys(manifest["keys"],
@@ -134,6 +138,7 @@ def main() -> None:
             for name, folder in command["recipes"].items():
                 t0 = time.perf_counter()
                 manifest = produce(command["library"], command["version"], available[name], Path(folder))
+                print(f"compat-worker: produced {folder}: {manifest['status']}", file=sys.stderr, flush=True)
                 send("produced", recipe=name, status=manifest["status"], seconds=time.perf_counter() - t0)
         elif command["cmd"] == "consume":
             available = recipes(command["fixtures"])

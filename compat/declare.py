@@ -1,0 +1,121 @@
+"""Propose known-break declarations from a report: the smallest set of (producer range x consumer range) rectangles
+that covers exactly the cells whose underlying verdict is diverged or incompatible.
+
+A declaration must never cover a good cell (that cell would fail as a stale known break), so rectangles follow the
+grid: for each producer, the bad consumers form runs of consecutive matrix releases; consecutive producers with the
+same runs merge into one producer range; identical rectangles of several recipes merge into one declaration. Each
+proposal carries the evidence of the cell nearest the diagonal (where the break happens) as its draft reason, and a
+link to the upstream diff between the two releases when the library names its source repository. A person still
+reads every proposal: the reason is what users see.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+
+from packaging.version import Version
+
+from compat.verdicts import BAD
+
+
+def propose(cells: list[dict], source: str | None = None) -> list[dict]:
+    """Declarations (as matrix.yaml mappings) for one library's cells, ordered by producer then consumer."""
+    versions = sorted({c["producer"] for c in cells} | {c["consumer"] for c in cells}, key=Version)
+    by_recipe: dict[str, dict] = defaultdict(dict)
+    for cell in cells:
+        by_recipe[cell["recipe"]][(cell["producer"], cell["consumer"])] = cell
+    rectangles: dict[tuple, list[str]] = defaultdict(list)
+    evidence: dict[tuple, dict] = {}
+    for recipe, grid in sorted(by_recipe.items()):
+        for rectangle in _rectangles(versions, grid):
+            rectangles[rectangle].append(recipe)
+            evidence.setdefault(rectangle, _nearest_diagonal(rectangle, versions, grid))
+    declarations = []
+    for rectangle, recipes in sorted(rectangles.items(), key=lambda item: item[0]):
+        p_lo, p_hi, c_lo, c_hi = rectangle
+        cell = evidence[rectangle]
+        declaration = {
+            "producers": _spec(versions, p_lo, p_hi),
+            "consumers": _spec(versions, c_lo, c_hi),
+            "reason": draft_reason(cell),
+        }
+        if len(recipes) < len(by_recipe):
+            declaration["recipes"] = recipes
+        if source:
+            before, after = sorted((cell["producer"], cell["consumer"]), key=Version)
+            declaration["link"] = f"{source.rstrip('/')}/compare/{before}...{after}"
+        declaration["upstream"] = "undocumented"
+        declarations.append(declaration)
+    return declarations
+
+
+def _rectangles(versions: list[str], grid: dict) -> list[tuple[int, int, int, int]]:
+    def runs(producer: str) -> tuple:
+        bad = [i for i, consumer in enumerate(versions)
+               if (producer, consumer) in grid and grid[(producer, consumer)]["underlying"] in BAD]
+        result, start = [], None
+        for position, index in enumerate(bad):
+            if start is None:
+                start = index
+            if position + 1 == len(bad) or bad[position + 1] != index + 1:
+                result.append((start, index))
+                start = None
+        return tuple(result)
+
+    rectangles = []
+    row_runs = [runs(v) for v in versions]
+    start = 0
+    for index in range(1, len(versions) + 1):
+        if index == len(versions) or row_runs[index] != row_runs[start]:
+            rectangles += [(start, index - 1, lo, hi) for lo, hi in row_runs[start]]
+            start = index
+    return rectangles
+
+
+def _nearest_diagonal(rectangle: tuple, versions: list[str], grid: dict) -> dict:
+    p_lo, p_hi, c_lo, c_hi = rectangle
+    pairs = [(p, c) for p in range(p_lo, p_hi + 1) for c in range(c_lo, c_hi + 1)]
+    def rank(pair):  # prefer a cell that shows the layout or numbers over one where a release simply fails
+        cell = grid[(versions[pair[0]], versions[pair[1]])]
+        return cell["evidence"].get("status") == "broken", abs(pair[0] - pair[1]), pair
+
+    p, c = min(pairs, key=rank)
+    return grid[(versions[p], versions[c])]
+
+
+def _spec(versions: list[str], lo: int, hi: int) -> str:
+    lower = f">={versions[lo]}"
+    return lower if hi + 1 == len(versions) else f"{lower},<{versions[hi + 1]}"
+
+
+def draft_reason(cell: dict) -> str:
+    """One line a user can act on, from a cell's evidence."""
+    evidence = cell["evidence"]
+    where = f"{cell['producer']} -> {cell['consumer']}"
+    if evidence.get("status") == "broken":
+        return f"a release fails on this config ({where}): {evidence.get('reason', '').splitlines()[0]}"
+    keys = evidence.get("keys", {})
+    if keys.get("missing") or keys.get("unexpected") or keys.get("shape"):
+        renames = renamed_pairs(keys.get("unexpected", []), keys.get("missing", []))
+        parts = [f"{len(keys.get('missing', []))} keys missing, {len(keys.get('unexpected', []))} unexpected"]
+        if keys.get("shape"):
+            parts.append(f"{len(keys['shape'])} shapes changed (e.g. {keys['shape'][0]['key']})")
+        if renames:
+            parts.append("e.g. " + "; ".join(f"{old} -> {new}" for old, new in renames[:2]))
+        return f"layout changed ({where}): " + ", ".join(parts)
+    if cell["underlying"] == "diverged":
+        return f"same keys, different outputs ({where}): {cell['summary'].removeprefix('diverged: ')}"
+    return f"{cell['underlying']} ({where}): {cell['summary']}"
+
+
+def renamed_pairs(old_keys: list[str], new_keys: list[str]) -> list[tuple[str, str]]:
+    """Pair each old key with its most similar new key: a reader's first guess at what was renamed."""
+    pairs = []
+    remaining = list(new_keys)
+    for old in old_keys:
+        match = difflib.get_close_matches(old, remaining, n=1, cutoff=0.6)
+        if match:
+            pairs.append((old, match[0]))
+            remaining.remove(match[0])
+    return pairs

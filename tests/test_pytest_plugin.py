@@ -1,0 +1,87 @@
+"""The pytest face, run as a user would: pytest on a matrix file, outcomes per verdict, -k, and pytest-xdist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compat.api import prepare
+
+pytest_plugins = ["pytester"]
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, known_breaks: str = "", recipes=("fine", "unsupported")) -> Path:
+    fixtures = tmp_path / "recipes.py"
+    fixtures.write_text((PROJECT / "tests" / "fault_recipes.py").read_text() + f"\n# {tmp_path}\n")
+    path = tmp_path / "cells.yaml"
+    path.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n    fixtures: {fixtures}\n"
+                    f"    versions: ['0.29.2', '0.30.0']\n    recipes: {list(recipes)}\n{known_breaks}")
+    return path
+
+
+@pytest.fixture
+def run(pytester, cache_dir):
+    def run(path: Path, *args: str):
+        return pytester.runpytest_subprocess("--compat-matrix", str(path), "--compat-cache-dir", str(cache_dir),
+                                             "-p", "no:cacheprovider", "-rA", *args)
+    return run
+
+
+def test_outcomes_follow_verdicts(run, tmp_path):
+    result = run(write(tmp_path))
+    result.assert_outcomes(passed=5, skipped=3, errors=0, failed=0)
+    result.stdout.re_match_lines([r".*SKIPPED.*not applicable: .*unexpected keyword argument 'novel_option'.*"])
+
+
+def test_known_breaks_xfail_and_stale_ones_fail(run, tmp_path):
+    declared = ("    known_breaks:\n"
+                "      - {producers: '==0.30.0', consumers: '==0.29.2', recipes: [fine], reason: 'declared broken'}\n")
+    result = run(write(tmp_path, declared, recipes=("fine",)))
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*fine/0.30.0->0.29.2 is declared as a known break*no longer breaks*"])
+
+
+def test_an_incompatible_cell_fails_with_its_evidence_and_a_known_break_is_xfail(run, tmp_path, cache_dir):
+    fixtures = PROJECT / "fixtures" / "x_transformers.py"
+    path = tmp_path / "m.yaml"
+    path.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n    fixtures: {fixtures}\n"
+                    "    versions: ['0.30.0', '0.33.0']\n    recipes: [decoder]\n    known_breaks:\n"
+                    "      - {producers: '<0.33', consumers: '>=0.33', reason: 'feed-forward net renamed to ff', "
+                    "link: 'https://github.com/lucidrains/x-transformers'}\n")
+    result = run(path)
+    result.assert_outcomes(passed=2, failed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*decoder/0.33.0->0.30.0: incompatible: 8 missing, 8 unexpected*",
+                                 "*missing keys: attn_layers.layers.1.1.net.0.0.bias*"])
+    selected = run(path, "-k", "decoder and 0.30.0 and not 0.33.0")
+    selected.assert_outcomes(passed=1)
+
+
+def test_a_bad_matrix_is_one_collection_error(run, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("libraries:\n  x-transformers:\n    import: x_transformers\n    versions: ['99.0.0']\n"
+                    f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n    recipes: [decoder]\n")
+    result = run(path)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*{path}:4: version 99.0.0 does not exist on the registry*"])
+
+
+def test_xdist_runs_every_environment_once(run, tmp_path, cache_dir):
+    path = write(tmp_path)
+    report = tmp_path / "report"
+    result = run(path, "-n", "2", "--compat-report", str(report))
+    result.assert_outcomes(passed=5, skipped=3)
+    session = prepare(path, cache_dir)
+    produced = [line for version in ("0.29.2", "0.30.0")
+                for line in (cache_dir / "logs" / f"x-transformers-{version}.log").read_text().splitlines()
+                if "compat-worker: produced" in line]
+    for version in ("0.29.2", "0.30.0"):
+        for recipe in ("fine", "unsupported"):
+            folder = str(session.run.artifact_dir("x-transformers", version, recipe))
+            assert sum(folder + ":" in line for line in produced) == 1, (version, recipe)
+    partials = sorted(report.glob("partial-*/report.json"))
+    cells = [c["id"] for p in partials for c in json.loads(p.read_text())["cells"]]
+    assert sorted(cells) == sorted(set(cells)) and len(cells) == 8
+
