@@ -81,8 +81,25 @@ class KnownBreak:
 
     def covers(self, recipe: str, producer: str, consumer: str) -> bool:
         return ((self.recipes is None or recipe in self.recipes)
-                and self.producers.contains(producer, prereleases=True)
-                and self.consumers.contains(consumer, prereleases=True))
+                and _contains(self.producers, producer) and _contains(self.consumers, consumer))
+
+
+_MATCHING: dict[tuple[int, str, str], tuple[tuple, frozenset]] = {}
+
+
+def _matching(breaks: tuple[KnownBreak, ...], side: str, version: str) -> frozenset[int]:
+    """Indexes of the declarations whose ``side`` range contains ``version``, remembered per tuple of declarations:
+    specifier matching is slow, and a matrix of thousands of cells asks the same few questions over and over."""
+    key = (id(breaks), side, version)
+    cached = _MATCHING.get(key)
+    if cached is None or cached[0] is not breaks:
+        found = frozenset(i for i, b in enumerate(breaks) if _contains(getattr(b, side), version))
+        cached = _MATCHING[key] = (breaks, found)
+    return cached[1]
+
+
+def _contains(specifier: SpecifierSet, version: str) -> bool:
+    return specifier.contains(version, prereleases=True)
 
 
 @dataclass(frozen=True)
@@ -102,7 +119,11 @@ class LibrarySpec:
                      for r in pin.requirements)
 
     def known_break(self, recipe: str, producer: str, consumer: str) -> KnownBreak | None:
-        return next((b for b in self.known_breaks if b.covers(recipe, producer, consumer)), None)
+        """The first declaration covering the cell (a matrix asks this for every one of its cells)."""
+        candidates = _matching(self.known_breaks, "producers", producer) & _matching(self.known_breaks, "consumers",
+                                                                                        consumer)
+        return next((self.known_breaks[i] for i in sorted(candidates)
+                     if self.known_breaks[i].recipes is None or recipe in self.known_breaks[i].recipes), None)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def build_report(cells: list[dict], environments: dict, matrix_path: str, torch_
 def write_report(report: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "report.json", out / "report.md", out / "index.html"]
-    paths[0].write_text(json.dumps(report, indent=1, sort_keys=True))
+    paths[0].write_text(json.dumps(report, sort_keys=True))
     paths[1].write_text(markdown(report))
     paths[2].write_text(html_page(report))
     return paths
@@ -102,12 +102,50 @@ def markdown(report: dict) -> str:
             row = [_symbol(grid["cells"].get((producer, consumer))) for consumer in versions]
             lines.append(f"| **{producer}** | " + " | ".join(row) + " |")
         lines.append("")
-    evidence = [c for c in cells if c["verdict"] != "identical"]
+    groups = known_break_groups(cells)
+    if groups:
+        lines += ["## Known breaks", "",
+                  "Declared in the matrix; upstream-undocumented ones first. Each with the verdicts underneath and one "
+                  "example's evidence.", ""]
+        for group in groups:
+            known, members = group["known_break"], group["cells"]
+            underneath = ", ".join(f"{k} {v}" for k, v in sorted(group["underlying"].items()))
+            lines += [f"### {known['reason']}", "",
+                      f"{len(members)} cells ({underneath}); recipes: {', '.join(group['recipes'])}; "
+                      f"upstream: {known['upstream']}" + (f"; {known['link']}" if known.get("link") else "")
+                      + f"; declared at `{known['declared_at']}`", "",
+                      f"Example `{members[0]['id']}`: {members[0]['summary']}", ""]
+            details = _details(members[0]["evidence"])
+            if details:
+                lines += ["```", *details, "```", ""]
+    evidence = [c for c in cells if c["verdict"] not in ("identical", "known-break") or c.get("stale_known_break")]
     if evidence:
-        lines += ["## Evidence", "", "Every cell that is not identical, worst first.", ""]
-        for cell in sorted(evidence, key=lambda c: (LADDER.index(c["verdict"]) * -1, c["id"])):
+        lines += ["## Evidence", "", "Every other cell that is not identical, worst first.", ""]
+        for cell in sorted(evidence, key=lambda c: (-LADDER.index(c["verdict"]), c["id"])):
             lines += _evidence_markdown(cell)
     return "\n".join(lines) + "\n"
+
+
+def known_break_groups(cells: list[dict]) -> list[dict]:
+    """Cells under a known break, grouped by declaration; undocumented-upstream declarations first."""
+    groups: dict[str, dict] = {}
+    for cell in cells:
+        if cell["verdict"] != "known-break":
+            continue
+        known = cell["known_break"]
+        group = groups.setdefault(known["declared_at"], {"known_break": known, "cells": [], "underlying": {},
+                                                        "recipes": []})
+        group["cells"].append(cell)
+        group["underlying"][cell["underlying"]] = group["underlying"].get(cell["underlying"], 0) + 1
+        if cell["recipe"] not in group["recipes"]:
+            group["recipes"].append(cell["recipe"])
+    return sorted(groups.values(), key=lambda g: (g["known_break"]["upstream"] != "undocumented",
+                                                  _declared_order(g["known_break"]["declared_at"])))
+
+
+def _declared_order(where: str) -> tuple:
+    path, _, line = where.rpartition(":")
+    return path, int(line) if line.isdigit() else 0
 
 
 def _evidence_markdown(cell: dict) -> list[str]:
@@ -153,6 +191,10 @@ def _details(evidence: dict, limit: int = 12) -> list[str]:
     return lines
 
 
+def _anchor(text: str) -> str:
+    return "c-" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
 def html_page(report: dict) -> str:
     cells = report["cells"]
     esc = html.escape
@@ -185,21 +227,31 @@ def html_page(report: dict) -> str:
                 if cell is None:
                     parts.append("<td></td>")
                     continue
-                anchor = "c-" + html.escape(cell["id"]).replace("/", "_").replace(">", "").replace(" ", "")
+                target = cell["known_break"]["declared_at"] if cell["verdict"] == "known-break" else cell["id"]
+                anchor = _anchor(target)
                 parts.append(f"<td style='background:{COLOUR[cell['verdict']]}' title='{esc(cell['id'])}: "
                              f"{esc(cell['verdict'])}: {esc(cell['summary'])}'><a href='#{anchor}'>"
                              f"{esc(_symbol(cell))}</a></td>")
             parts.append("</tr>")
         parts.append("</table>")
+    groups = known_break_groups(cells)
+    if groups:
+        parts.append("<h2>Known breaks</h2>")
+    for group in groups:
+        known, members = group["known_break"], group["cells"]
+        link = f" <a href='{esc(known['link'])}'>{esc(known['link'])}</a>" if known.get("link") else ""
+        underneath = ", ".join(f"{k} {v}" for k, v in sorted(group["underlying"].items()))
+        parts.append(f"<details id='{_anchor(known['declared_at'])}'><summary><b>{esc(known['reason'])}</b> "
+                     f"({len(members)} cells: {esc(underneath)})</summary><p>recipes: "
+                     f"{esc(', '.join(group['recipes']))}; upstream: {esc(known['upstream'])}{link}; declared at "
+                     f"<code>{esc(known['declared_at'])}</code></p><p>Example <code>{esc(members[0]['id'])}</code>: "
+                     f"{esc(members[0]['summary'])}</p><pre>{esc(chr(10).join(_details(members[0]['evidence'])))}"
+                     "</pre></details>")
     parts.append("<h2>Evidence</h2>")
-    for cell in sorted((c for c in cells if c["verdict"] != "identical"), key=lambda c: c["id"]):
-        anchor = "c-" + html.escape(cell["id"]).replace("/", "_").replace(">", "").replace(" ", "")
-        known = cell.get("known_break")
-        parts.append(f"<details id='{anchor}'><summary><code>{esc(cell['id'])}</code>: <b>{esc(cell['verdict'])}"
-                     f"</b> {esc(cell['summary'])}</summary>")
-        if known:
-            link = f" <a href='{esc(known['link'])}'>{esc(known['link'])}</a>" if known.get("link") else ""
-            parts.append(f"<p>Known break ({esc(known['upstream'])}): {esc(known['reason'])}{link}</p>")
+    for cell in sorted((c for c in cells if c["verdict"] not in ("identical", "known-break")
+                        or c.get("stale_known_break")), key=lambda c: c["id"]):
+        parts.append(f"<details id='{_anchor(cell['id'])}'><summary><code>{esc(cell['id'])}</code>: "
+                     f"<b>{esc(cell['verdict'])}</b> {esc(cell['summary'])}</summary>")
         parts.append("<pre>" + esc("\n".join(_details(cell["evidence"]))) + "</pre></details>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -12,6 +12,7 @@ spawns nothing, and an interrupted run resumes where it stopped. Errors are not 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compat.envside.artifact import write_json_atomic
 from compat.environments import Environment, EnvironmentBuilder, file_lock
 from compat.errors import CompatError
 from compat.plan import Cell, Plan
@@ -97,15 +97,17 @@ class Run:
         self._lock = threading.Lock()
 
     # -- where things live --------------------------------------------------------------------------------------
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - one Run per plan; the cache lives as long as it does
     def artifact_dir(self, library: str, version: str, recipe: str) -> Path:
         key = hashlib.sha256(f"{self.env_keys[(library, version)]}|{self.code[library]}|{recipe}".encode())
-        return self.cache_dir / "artifacts" / library / version / recipe / key.hexdigest()[:20]
+        return Path(os.path.join(self.cache_dir, "artifacts", library, version, recipe, key.hexdigest()[:20]))
 
+    @functools.lru_cache(maxsize=None)  # noqa: B019
     def result_path(self, cell: Cell) -> Path:
         artifact = self.artifact_dir(cell.library, cell.producer, cell.recipe)
         key = hashlib.sha256(f"{self.env_keys[(cell.library, cell.consumer)]}|{artifact.name}|"
                              f"{self.code[cell.library]}".encode())
-        return self.cache_dir / "results" / cell.library / cell.recipe / f"{key.hexdigest()[:24]}.json"
+        return Path(os.path.join(self.cache_dir, "results", cell.library, cell.recipe, f"{key.hexdigest()[:24]}.json"))
 
     def _has_artifact(self, library: str, version: str, recipe: str) -> bool:
         return (self.artifact_dir(library, version, recipe) / "manifest.json").is_file()

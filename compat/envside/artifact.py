@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from compat.envside.files import write_json_atomic
 
 MANIFEST_FORMAT = 1
 
@@ -40,12 +41,6 @@ def key_layout(state: dict[str, torch.Tensor], with_digest: bool = True) -> dict
             entry["digest"] = tensor_digest(tensor)
         layout[key] = entry
     return layout
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def base_manifest(library: str, version: str, recipe: str, config: dict) -> dict:
