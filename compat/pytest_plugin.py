@@ -1,7 +1,7 @@
 """pytest face of compat: the matrix file is collected as one test per cell.
 
 Outcomes follow the verdict: identical / equivalent / converted pass; diverged / incompatible fail with the evidence;
-known-break is xfail, and a known break that no longer breaks fails (strict: declarations never go stale);
+known-break is a strict xfail, so a known break that no longer breaks fails (declarations never go stale);
 not-applicable skips; error is a test error. Cells carry an ``xdist_group`` mark per consumer environment, and the
 plugin asks pytest-xdist for ``--dist loadgroup``, so one environment's cells stay in one process and no environment is
 run twice (builds and productions shared between processes are serialised by file locks in the cache).
@@ -38,18 +38,28 @@ def _matrix_path(config: pytest.Config) -> Path:
     return Path(option).resolve() if option else default_matrix_path()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which sends the options to its workers
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "compat_cell: a cell of the compat matrix")
     option = config.getoption("compat_matrix")
     if option:
-        chosen = str(Path(option).resolve())
+        chosen = Path(option).resolve()
+        config.option.compat_matrix = str(chosen)  # absolute, so that xdist workers find the same file
         default = default_matrix_path()
-        config.args[:] = [a for a in config.args if Path(a.split("::")[0]).resolve() != default] 
-        if not any(Path(a.split("::")[0]).resolve() == Path(chosen) for a in config.args):
-            config.args.append(chosen)
+        config.args[:] = [a for a in config.args if Path(a.split("::")[0]).resolve() != default]
+        if not any(Path(a.split("::")[0]).resolve() == chosen for a in config.args):
+            config.args.append(str(chosen))
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("no", "load"):
         config.option.dist = "loadgroup"
+    if getattr(config, "workerinput", {}).get("compat_loadgroup"):
+        config.option.loadgroup = True  # xdist workers re-parse the command line; tell them to tag groups
     config.stash[RESULTS] = {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist controller: pass the loadgroup choice to each worker."""
+    node.workerinput["compat_loadgroup"] = node.config.option.dist == "loadgroup"
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
@@ -95,20 +105,20 @@ class CellItem(pytest.Item):
         if self.result.verdict == "error":
             raise CellError(f"{self.cell.id}: error: {self.result.summary}\n\n"
                             + self.result.finding.get("reason", ""))
+        known = self.result.known_break
+        if known is not None:
+            # strict: a declared break that no longer breaks fails as XPASS(strict), so declarations never go stale
+            self.add_marker(pytest.mark.xfail(
+                reason=f"known break ({known['declared_at']}; if this passes, remove or narrow the declaration): "
+                       f"{known['reason']}", strict=True, raises=CellFailure))
 
     def runtest(self) -> None:
         result = self.result
-        if result.stale_known_break:
-            known = result.known_break
-            raise CellFailure(f"{self.cell.id} is declared as a known break ({known['declared_at']}: "
-                              f"{known['reason']}) but it is {result.verdict} now: remove or narrow the declaration")
         if result.verdict in GOOD:
             return
         if result.verdict == "not-applicable":
             pytest.skip(f"not applicable: {result.summary}")
-        if result.verdict == "known-break":
-            pytest.xfail(f"known break ({result.underlying}): {result.known_break['reason']}")
-        if result.verdict in BAD:
+        if result.verdict in BAD or result.verdict == "known-break":
             raise CellFailure(_evidence(result))
         raise CellFailure(f"unexpected verdict {result.verdict}: {result.summary}")
 

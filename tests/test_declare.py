@@ -1,0 +1,50 @@
+from hypothesis import given, strategies as st
+
+from compat.declare import draft_reason, propose, renamed_pairs
+from compat.matrix import KnownBreak
+from packaging.specifiers import SpecifierSet
+
+VERSIONS = ["1.0", "1.1", "1.2", "2.0", "2.1"]
+
+
+def cells_from(bad: set[tuple[str, str]], recipe: str = "r") -> list[dict]:
+    cells = []
+    for p in VERSIONS:
+        for c in VERSIONS:
+            underlying = "incompatible" if (p, c) in bad else "identical"
+            cells.append({"library": "lib", "recipe": recipe, "producer": p, "consumer": c, "underlying": underlying,
+                          "verdict": underlying, "summary": "", "evidence": {"status": "ok", "keys": {
+                              "missing": ["a.ff.w"], "unexpected": ["a.net.w"], "shape": [], "dtype": []}}})
+    return cells
+
+
+def covered(declarations: list[dict], recipe: str, p: str, c: str) -> bool:
+    return any(KnownBreak(SpecifierSet(d["producers"]), SpecifierSet(d["consumers"]),
+                          tuple(d["recipes"]) if "recipes" in d else None, d["reason"], None, "undocumented", "")
+               .covers(recipe, p, c) for d in declarations)
+
+
+@given(st.sets(st.tuples(st.sampled_from(VERSIONS), st.sampled_from(VERSIONS))))
+def test_proposals_cover_exactly_the_bad_cells(bad):
+    declarations = propose(cells_from(bad))
+    for p in VERSIONS:
+        for c in VERSIONS:
+            assert covered(declarations, "r", p, c) == ((p, c) in bad)
+
+
+def test_a_layout_boundary_is_two_rectangles_with_a_link_and_a_rename():
+    old, new = VERSIONS[:3], VERSIONS[3:]
+    bad = {(p, c) for p in old for c in new} | {(p, c) for p in new for c in old}
+    declarations = propose(cells_from(bad), "https://github.com/o/lib")
+    assert [(d["producers"], d["consumers"]) for d in declarations] == [(">=1.0,<2.0", ">=2.0"),
+                                                                         (">=2.0", ">=1.0,<2.0")]
+    assert declarations[0]["link"] == "https://github.com/o/lib/compare/1.2...2.0"
+    assert "a.net.w -> a.ff.w" in declarations[0]["reason"]
+
+
+def test_renamed_pairs_and_reasons():
+    assert renamed_pairs(["layers.0.net.0.weight", "x"], ["layers.0.ff.0.weight"]) == [
+        ("layers.0.net.0.weight", "layers.0.ff.0.weight")]
+    broken = {"producer": "1", "consumer": "2", "underlying": "incompatible", "summary": "",
+              "evidence": {"status": "broken", "reason": "producer 1: TypeError: boom\ntrace"}}
+    assert draft_reason(broken) == "a release fails on this config (1 -> 2): producer 1: TypeError: boom"
