@@ -2,8 +2,9 @@
 that covers exactly the cells whose underlying verdict is diverged or incompatible.
 
 A declaration must never cover a good cell (that cell would fail as a stale known break), so rectangles follow the
-grid: for each producer, the bad consumers form runs of consecutive matrix releases; consecutive producers with the
-same runs merge into one producer range; identical rectangles of several recipes merge into one declaration. Each
+grid: cells are split by cause (a release fails on the recipe, the layout changed, or the outputs diverged); for each
+cause and producer, the red consumers form runs of consecutive matrix releases; consecutive producers with the same runs
+merge into one producer range; identical rectangles of several recipes merge into one declaration. Each
 proposal carries the evidence of the cell nearest the diagonal (where the break happens) as its draft reason, and a
 link to the upstream diff between the two releases when the library names its source repository. A person still
 reads every proposal: the reason is what users see.
@@ -28,12 +29,13 @@ def propose(cells: list[dict], source: str | None = None) -> list[dict]:
     rectangles: dict[tuple, list[str]] = defaultdict(list)
     evidence: dict[tuple, dict] = {}
     for recipe, grid in sorted(by_recipe.items()):
-        for rectangle in _rectangles(versions, grid):
-            rectangles[rectangle].append(recipe)
-            evidence.setdefault(rectangle, _nearest_diagonal(rectangle, versions, grid))
+        for cause in CAUSES:
+            for rectangle in _rectangles(versions, grid, cause):
+                rectangles[rectangle + (cause,)].append(recipe)
+                evidence.setdefault(rectangle + (cause,), _nearest_diagonal(rectangle, versions, grid))
     declarations = []
     for rectangle, recipes in sorted(rectangles.items(), key=lambda item: item[0]):
-        p_lo, p_hi, c_lo, c_hi = rectangle
+        p_lo, p_hi, c_lo, c_hi, _ = rectangle
         cell = evidence[rectangle]
         declaration = {
             "producers": _spec(versions, p_lo, p_hi),
@@ -50,10 +52,22 @@ def propose(cells: list[dict], source: str | None = None) -> list[dict]:
     return declarations
 
 
-def _rectangles(versions: list[str], grid: dict) -> list[tuple[int, int, int, int]]:
+CAUSES = ("broken", "layout", "diverged")
+
+
+def cause(cell: dict) -> str | None:
+    """Why a cell is red, so that one declaration's reason fits every cell it covers."""
+    if cell["underlying"] not in BAD:
+        return None
+    if cell["evidence"].get("status") == "broken":
+        return "broken"
+    return "diverged" if cell["underlying"] == "diverged" else "layout"
+
+
+def _rectangles(versions: list[str], grid: dict, kind: str) -> list[tuple[int, int, int, int]]:
     def runs(producer: str) -> tuple:
         bad = [i for i, consumer in enumerate(versions)
-               if (producer, consumer) in grid and grid[(producer, consumer)]["underlying"] in BAD]
+               if (producer, consumer) in grid and cause(grid[(producer, consumer)]) == kind]
         result, start = [], None
         for position, index in enumerate(bad):
             if start is None:
@@ -76,11 +90,7 @@ def _rectangles(versions: list[str], grid: dict) -> list[tuple[int, int, int, in
 def _nearest_diagonal(rectangle: tuple, versions: list[str], grid: dict) -> dict:
     p_lo, p_hi, c_lo, c_hi = rectangle
     pairs = [(p, c) for p in range(p_lo, p_hi + 1) for c in range(c_lo, c_hi + 1)]
-    def rank(pair):  # prefer a cell that shows the layout or numbers over one where a release simply fails
-        cell = grid[(versions[pair[0]], versions[pair[1]])]
-        return cell["evidence"].get("status") == "broken", abs(pair[0] - pair[1]), pair
-
-    p, c = min(pairs, key=rank)
+    p, c = min(pairs, key=lambda pair: (abs(pair[0] - pair[1]), pair))
     return grid[(versions[p], versions[c])]
 
 

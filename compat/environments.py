@@ -95,6 +95,7 @@ class Environment:
     lock: dict[str, str] = field(default_factory=dict)
     attempts: list[dict] = field(default_factory=list)
     error: str | None = None
+    fresh: bool = False  # built by this process (not found in the cache)
 
     @property
     def python(self) -> Path:
@@ -189,7 +190,7 @@ class EnvironmentBuilder:
             if cached:
                 return cached
             base = self.base_layer()
-            env = Environment(key, folder, request)
+            env = Environment(key, folder, request, fresh=True)
             env.lock = self._resolve(env)
             shutil.rmtree(folder, ignore_errors=True)
             venv = folder / "venv"

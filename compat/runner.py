@@ -164,7 +164,7 @@ class Run:
                 environment = self.builder.build(env_plan.request)
             with self._lock:
                 self.environments[key] = environment
-                self.stats.built += 1
+                self.stats.built += environment.fresh
             if recipes:
                 # Another process (a pytest-xdist worker) may be producing the same artifacts: wait for it first.
                 with file_lock(self.cache_dir / "artifacts" / key[0] / f"{key[1]}.lock"):
@@ -256,7 +256,7 @@ class Run:
 
     def _release_idle(self, worker: WorkerProcess) -> None:
         with self._lock:
-            self._idle_mb -= getattr(worker, "idle_mb", 0.0)
+            self._idle_mb -= worker.idle_mb
 
     def _mark_done(self, key: EnvKey) -> None:
         with self._condition:

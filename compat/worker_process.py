@@ -27,6 +27,7 @@ class WorkerProcess:
     def __init__(self, python: Path, import_name: str, log_path: Path, threads: int = 1,
                  memory_mb: int | None = None, timeout: float = 900.0):
         self.timeout, self.log_path = timeout, log_path
+        self.idle_mb = 0.0  # memory this worker holds while it waits, idle, for the other producers
         environment = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL"))}
         environment.update({
             "PYTHONPATH": str(PROJECT_ROOT), "PYTHONNOUSERSITE": "1", "COMPAT_IMPORT": import_name,

@@ -1,0 +1,99 @@
+"""Wall time of the matrix against its floor, measured in one run.
+
+Prints:
+- the time to build any missing environments (not part of the run figures);
+- the floor: the sum over environments of a bare ``python -c "import torch, <library>"`` in each;
+- the run part with warm environments and a cold result cache (fresh recipe-code key, so every artifact is produced and
+  every cell checked again), for several worker/thread settings, each as a ratio to the floor;
+- a no-change rerun of ``compat run`` as a user runs it (wall time, and how many workers it spawned).
+
+Usage: python benchmarks/matrix_walltime.py [--matrix PATH] [--versions N] [--settings 2x1,1x1,3x1,2x2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from compat.api import default_cache_dir
+from compat.environments import EnvironmentBuilder
+from compat.matrix import load_matrix
+from compat.pipconfig import read_index_settings
+from compat.plan import make_plan
+from compat.runner import Run, RunOptions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--matrix", help="default: the project's matrix.yaml")
+    parser.add_argument("--versions", type=int, help="use only the first N versions of each library")
+    parser.add_argument("--settings", default="2x1,1x1,3x1,2x2", help="jobs x threads to measure, comma-separated")
+    args = parser.parse_args()
+    cache_dir = default_cache_dir()
+    index = read_index_settings()
+    matrix = load_matrix(args.matrix)
+    plan = make_plan(matrix, cache_dir, index)
+    if args.versions:
+        keep = {key for lib in matrix.libraries for key in [(lib, v) for v in plan.versions(lib)[: args.versions]]}
+        plan.envs = {k: v for k, v in plan.envs.items() if k in keep}
+        plan.cells = [c for c in plan.cells if (c.library, c.producer) in keep and (c.library, c.consumer) in keep]
+    builder = EnvironmentBuilder(cache_dir, index)
+
+    started = time.perf_counter()
+    environments = {key: builder.build(env.request) for key, env in plan.envs.items()}
+    print(f"environments: {len(environments)}, built or checked in {time.perf_counter() - started:.1f} s")
+
+    floor = 0.0
+    for key, environment in environments.items():
+        module = matrix.libraries[key[0]].import_name
+        t0 = time.perf_counter()
+        subprocess.run([str(environment.python), "-c", f"import torch, {module}"], check=True,
+                       capture_output=True)
+        floor += time.perf_counter() - t0
+    print(f"floor (sum of bare imports, one after another): {floor:.1f} s")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for setting in args.settings.split(","):
+            jobs, threads = map(int, setting.split("x"))
+            fresh = _fresh_recipes(plan, Path(scratch) / setting)
+            run = Run(fresh, builder, cache_dir, RunOptions(jobs=jobs, threads=threads, progress=lambda m: None))
+            t0 = time.perf_counter()
+            results = run.execute()
+            wall = time.perf_counter() - t0
+            imports = sum(run.stats.import_seconds)
+            print(f"run part, cold results, jobs={jobs} threads={threads}: {wall:.1f} s for {len(results)} cells, "
+                  f"{run.stats.spawned} workers (their imports: {imports:.1f} s); ratio to floor {wall / floor:.2f}")
+
+    out = Path(tempfile.mkdtemp())
+    command = [sys.executable, "-m", "compat.cli", "run", "--out", str(out)]
+    if args.matrix:
+        command += ["--matrix", args.matrix]
+    subprocess.run(command, capture_output=True)  # make sure the real matrix is complete in the cache
+    t0 = time.perf_counter()
+    subprocess.run(command, capture_output=True, check=True)
+    rerun = time.perf_counter() - t0
+    stats = json.loads((out / "report.json").read_text())["stats"]
+    print(f"no-change rerun of `compat run`: {rerun:.2f} s, workers spawned: {stats['workers_spawned']}, "
+          f"environments built: {stats['environments_built']}")
+
+
+def _fresh_recipes(plan, folder: Path):
+    """The same plan with each recipe module copied under a new name: new cache keys, same recipes."""
+    folder.mkdir(parents=True)
+    libraries = {}
+    for name, library in plan.matrix.libraries.items():
+        copy = folder / library.fixtures.name
+        copy.write_text(library.fixtures.read_text() + f"\n# benchmark {folder}\n")
+        libraries[name] = dataclasses.replace(library, fixtures=copy)
+    matrix = dataclasses.replace(plan.matrix, libraries=libraries)
+    return dataclasses.replace(plan, matrix=matrix)
+
+
+if __name__ == "__main__":
+    main()
