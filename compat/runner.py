@@ -245,7 +245,7 @@ class Run:
         self.options.progress(f"compat: {key[0]}=={key[1]}: checked {len(cells)} cells")
 
     def _keep_idle(self, worker: WorkerProcess) -> bool:
-        budget = self.options.idle_budget_mb or _available_mb() * 0.4
+        budget = self.options.idle_budget_mb or _available_mb() * 0.6
         rss = float(worker.ready.get("rss_mb", 300.0))
         with self._lock:
             if self._idle_mb + rss > budget:

@@ -158,3 +158,43 @@ def test_an_interrupted_run_resumes_without_redoing_finished_environments(tmp_pa
     session, results = run_matrix(path, cache_dir)
     assert session.run.stats.spawned == len(RELEASES) - finished  # the finished consumer is not run again
     assert all(r.verdict != "error" for r in results.values())
+
+
+# -- the verdicts agree with loading by hand --------------------------------------------------------------------------
+
+BY_HAND = """
+import sys, torch, x_transformers
+from safetensors.torch import load_file
+folder, dim_head, extra = sys.argv[1], 32, eval(sys.argv[2])
+layers = x_transformers.Decoder(dim=32, depth=2, heads=2, attn_dim_head=32, **extra)
+model = x_transformers.TransformerWrapper(num_tokens=64, max_seq_len=16, attn_layers=layers).eval()
+try:
+    model.load_state_dict(load_file(folder + "/model.safetensors"))
+except RuntimeError as error:
+    print("REFUSED", str(error).splitlines()[0]); sys.exit()
+with torch.no_grad():
+    out = model(load_file(folder + "/inputs.safetensors")["tokens"])
+print("LOADED", float((out - load_file(folder + "/outputs.safetensors")["logits"]).abs().max()))
+"""
+
+
+@pytest.mark.parametrize("recipe, extra, producer, consumer, expected", [
+    ("decoder", {}, "0.30.0", "0.33.0", "REFUSED"),
+    ("decoder", {}, "0.28.4", "0.30.0", "LOADED 0.0"),
+    ("glu-qknorm", {"ff_glu": True, "attn_qk_norm": True}, "0.28.4", "0.30.0", "LOADED"),
+])
+def test_loading_by_hand_agrees_with_the_verdict(three_releases, recipe, extra, producer, consumer, expected):
+    session, results = three_releases
+    folder = session.run.artifact_dir("x-transformers", producer, recipe)
+    python = session.run.environments.get(("x-transformers", consumer)) or \
+        session.run.builder.cached(session.plan.envs[("x-transformers", consumer)].request)
+    shown = subprocess.run([str(python.python), "-c", BY_HAND, str(folder), repr(extra)], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    assert shown.startswith(expected), shown
+    verdict = results[f"x-transformers/{recipe}/{producer}->{consumer}"].verdict
+    if shown.startswith("REFUSED"):
+        assert verdict == "incompatible"
+    elif shown == "LOADED 0.0":
+        assert verdict == "identical"
+    else:
+        assert verdict == "diverged" and float(shown.split()[1]) > 1e-3
