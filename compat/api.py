@@ -76,7 +76,17 @@ def survey(library_name: str, spec: str | None, matrix_path: Path | str | None =
 
 def report_for(session: Session, results: list[CellResult]) -> dict:
     stats = session.run.stats
-    return build_report([r.to_json() for r in results], session.run.environment_records(),
+    environments = session.run.environment_records()
+    cells = []
+    for result in results:
+        cell = result.to_json()
+        library = environments.get(cell["library"], {})
+        # which environment each side ran in and how it was resolved; the full locks are under "environments"
+        cell["environments"] = {side: {"key": library.get(cell[side], {}).get("key"),
+                                       "strategy": library.get(cell[side], {}).get("strategy")}
+                                for side in ("producer", "consumer")}
+        cells.append(cell)
+    return build_report(cells, environments,
                         str(session.matrix.path), session.run.builder.torch_version,
                         {"seconds": round(stats.seconds, 2), "environments_built": stats.built,
                          "workers_spawned": stats.spawned, "artifacts_produced": stats.produced,

@@ -2,9 +2,9 @@
 
 Outcomes follow the verdict: identical / equivalent / converted pass; diverged / incompatible fail with the evidence;
 known-break is a strict xfail, so a known break that no longer breaks fails (declarations never go stale);
-not-applicable skips; error is a test error. Cells carry an ``xdist_group`` mark per consumer environment, and the
-plugin asks pytest-xdist for ``--dist loadgroup``, so one environment's cells stay in one process and no environment is
-run twice (builds and productions shared between processes are serialised by file locks in the cache).
+not-applicable skips; error is a test error. Under pytest-xdist, cells carry an ``xdist_group`` mark per consumer
+environment and the plugin asks for ``--dist loadgroup`` (one environment's cells in one process); whatever the
+distribution, file locks in the cache make sure no environment is built, produced or checked twice.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from compat.api import Session, default_cache_dir, prepare, report_for
+from compat.environments import file_lock
 from compat.errors import CompatError
 from compat.matrix import default_matrix_path
 from compat.report import write_report
@@ -21,7 +22,8 @@ from compat.runner import CellResult, RunOptions
 from compat.verdicts import BAD, GOOD
 
 SESSION = pytest.StashKey[Session]()
-RESULTS = pytest.StashKey[dict]()
+RESULTS = pytest.StashKey[dict]()  # cell id -> CellResult, for every cell this process has results for
+RAN = pytest.StashKey[list]()  # ids of the cells whose tests ran in this process (its partial report)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config, "workerinput", {}).get("compat_loadgroup"):
         config.option.loadgroup = True  # xdist workers re-parse the command line; tell them to tag groups
     config.stash[RESULTS] = {}
+    config.stash[RAN] = []
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -102,6 +105,7 @@ class CellItem(pytest.Item):
 
     def setup(self) -> None:
         self.result = _result_for(self.config, self.cell)
+        self.config.stash[RAN].append(self.cell.id)
         if self.result.verdict == "error":
             raise CellError(f"{self.cell.id}: error: {self.result.summary}\n\n"
                             + self.result.finding.get("reason", ""))
@@ -132,13 +136,22 @@ class CellItem(pytest.Item):
 
 
 def _result_for(config: pytest.Config, cell) -> CellResult:
-    """Run the cell's consumer environment once per process (all of it, without xdist) and cache the results."""
+    """Run the cell's consumer environment once and cache the results (without xdist: the whole plan at once).
+
+    Under pytest-xdist, a file lock per consumer environment makes sure only one process checks it: another process
+    that reaches the same environment waits and then reads the cached findings. This does not rely on ``loadgroup``
+    (pytest-xdist 3.8 cannot tag groups under pytest 9.2, whose node ids are no longer plain strings).
+    """
     results = config.stash[RESULTS]
     if cell.id not in results:
         run = config.stash[SESSION].run
-        distributed = hasattr(config, "workerinput")
-        consumers = {(cell.library, cell.consumer)} if distributed else None
-        for result in run.execute(consumers):
+        if hasattr(config, "workerinput"):
+            consumer = (cell.library, cell.consumer)
+            with file_lock(run.cache_dir / "locks" / f"consume-{run.env_keys[consumer]}.lock"):
+                found = run.execute({consumer})
+        else:
+            found = run.execute(None)
+        for result in found:
             results[result.cell.id] = result
     return results[cell.id]
 
@@ -154,9 +167,10 @@ def _evidence(result: CellResult) -> str:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     out = config.getoption("compat_report")
-    if not out or SESSION not in config.stash or not config.stash[RESULTS]:
+    if not out or SESSION not in config.stash or not config.stash[RAN]:
         return
     worker = getattr(config, "workerinput", {}).get("workerid")
     folder = Path(out) / f"partial-{worker}" if worker else Path(out)
     compat_session = config.stash[SESSION]
-    write_report(report_for(compat_session, list(config.stash[RESULTS].values())), folder)
+    results = config.stash[RESULTS]
+    write_report(report_for(compat_session, [results[cell_id] for cell_id in config.stash[RAN]]), folder)

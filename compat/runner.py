@@ -94,6 +94,7 @@ class Run:
         self._busy = threading.Semaphore(max(1, self.options.jobs))
         self._building = threading.Semaphore(max(1, self.options.build_jobs))
         self._idle_mb = 0.0
+        self._consumers = self._finished = 0  # consumer environments to check, and checked so far (for progress)
         self._lock = threading.Lock()
 
     # -- where things live --------------------------------------------------------------------------------------
@@ -125,6 +126,7 @@ class Run:
             if not self.result_path(cell).is_file():
                 consume.setdefault((cell.library, cell.consumer), []).append(cell)
         active = sorted(set(produce) | set(consume))
+        self._consumers, self._finished = len(consume), 0
         self._done = {key for key in self.plan.envs if key not in produce}
         if active:
             self.options.progress(f"compat: {len(active)} environments to run, "
@@ -242,7 +244,11 @@ class Run:
             raise WorkerFailure(f"{exc}\n(while checking {cells[min(len(completed), len(cells) - 1)].id})") from None
         with self._lock:
             self.stats.consumed += len(cells)
-        self.options.progress(f"compat: {key[0]}=={key[1]}: checked {len(cells)} cells")
+        with self._lock:
+            self._finished += 1
+            finished = self._finished
+        self.options.progress(
+            f"compat: [{finished}/{self._consumers}] {key[0]}=={key[1]}: checked {len(cells)} cells")
 
     def _keep_idle(self, worker: WorkerProcess) -> bool:
         budget = self.options.idle_budget_mb or _available_mb() * 0.6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,14 @@ def write(tmp_path: Path, known_breaks: str = "", recipes=("fine", "unsupported"
     return path
 
 
+REAL_HOME = os.environ.get("HOME", "")
+
+
 @pytest.fixture
-def run(pytester, cache_dir):
+def run(pytester, cache_dir, monkeypatch):
+    # pytester points HOME at a temporary folder; pip's user config and uv's cache live under the real one
+    monkeypatch.setenv("HOME", REAL_HOME)
+
     def run(path: Path, *args: str):
         # options as --name=value: a bare path argument would move pytest's rootdir
         return pytester.runpytest_subprocess(f"--compat-matrix={path}", f"--compat-cache-dir={cache_dir}",
