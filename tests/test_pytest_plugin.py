@@ -95,3 +95,14 @@ def test_xdist_runs_every_environment_once(run, tmp_path, cache_dir):
     cells = [c["id"] for p in partials for c in json.loads(p.read_text())["cells"]]
     assert sorted(cells) == sorted(set(cells)) and len(cells) == 8
 
+
+
+def test_an_error_cell_is_a_test_error(run, tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
+                    f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+                    "    versions: ['0.30.0']\n    recipes: [decoder]\n"
+                    "    pins: [{versions: '==0.30.0', requirements: ['einops==0.0.0'], why: impossible on purpose}]\n")
+    result = run(path)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*decoder/0.30.0->0.30.0: error: *could not be built*"])
