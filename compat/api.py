@@ -5,6 +5,7 @@ Neither face has logic of its own: they parse options, call ``prepare`` and ``ex
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from compat.matrix import Matrix, default_matrix_path, load_matrix
 from compat.pipconfig import read_index_settings
 from compat.environments import EnvRequest
 from compat.errors import CompatError
+from compat.history import changes
 from compat.matrix import VersionSelector
 from compat.plan import EnvPlan, Plan, make_plan
 from compat.registry import fetch_releases, select, upload_time
@@ -33,6 +35,12 @@ class Session:
     plan: Plan
     run: Run
     cache_dir: Path
+    shard: tuple[int, int] | None = None
+
+    @property
+    def matrix_digest(self) -> str:
+        """Identifies the matrix a report came from, so shard reports of different matrices are never merged."""
+        return hashlib.sha256(self.matrix.path.read_bytes()).hexdigest()[:16]
 
 
 def prepare(matrix_path: Path | str | None = None, cache_dir: Path | None = None,
@@ -43,7 +51,7 @@ def prepare(matrix_path: Path | str | None = None, cache_dir: Path | None = None
     index = read_index_settings()
     plan = make_plan(matrix, cache_dir, index, select, shard)
     builder = EnvironmentBuilder(cache_dir, index)
-    return Session(matrix, plan, Run(plan, builder, cache_dir, options), cache_dir)
+    return Session(matrix, plan, Run(plan, builder, cache_dir, options), cache_dir, shard)
 
 
 def survey(library_name: str, spec: str | None, matrix_path: Path | str | None = None,
@@ -74,7 +82,7 @@ def survey(library_name: str, spec: str | None, matrix_path: Path | str | None =
     return changes, probed, versions
 
 
-def report_for(session: Session, results: list[CellResult]) -> dict:
+def report_for(session: Session, results: list[CellResult], baseline: dict | None = None) -> dict:
     stats = session.run.stats
     environments = session.run.environment_records()
     cells = []
@@ -86,13 +94,17 @@ def report_for(session: Session, results: list[CellResult]) -> dict:
                                        "strategy": library.get(cell[side], {}).get("strategy")}
                                 for side in ("producer", "consumer")}
         cells.append(cell)
-    return build_report(cells, environments,
+    report = build_report(cells, environments,
                         str(session.matrix.path), session.run.builder.torch_version,
                         {"seconds": round(stats.seconds, 2), "environments_built": stats.built,
                          "workers_spawned": stats.spawned, "artifacts_produced": stats.produced,
-                         "cells_checked": stats.consumed})
+                         "cells_checked": stats.consumed},
+                          session.matrix_digest, f"{session.shard[0]}/{session.shard[1]}" if session.shard else None)
+    if baseline is not None:
+        report["changes"] = changes(baseline, report)
+    return report
 
 
-def run_and_report(session: Session, out: Path) -> tuple[list[CellResult], list[Path]]:
+def run_and_report(session: Session, out: Path, baseline: dict | None = None) -> tuple[list[CellResult], list[Path]]:
     results = session.run.execute()
-    return results, write_report(report_for(session, results), out)
+    return results, write_report(report_for(session, results, baseline), out)

@@ -8,19 +8,17 @@ from pathlib import Path
 
 from compat.api import prepare, run_and_report, survey
 from compat.errors import CompatError
-from compat.report import counts
+from compat.plan import parse_shard
+from compat.history import changes, load_report, merge
+from compat.report import counts, write_report
 from compat.runner import RunOptions
 
 
 def _shard(text: str) -> tuple[int, int]:
-    index, _, count = text.partition("/")
     try:
-        shard = int(index), int(count)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected i/n such as 1/4, got {text!r}") from None
-    if not 1 <= shard[0] <= shard[1]:
-        raise argparse.ArgumentTypeError(f"expected 1 <= i <= n, got {text!r}")
-    return shard
+        return parse_shard(text)
+    except CompatError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", default="report", help="report folder (default: report/)")
     run.add_argument("--cache-dir", type=Path, help="cache folder (default: $COMPAT_CACHE_DIR or .compat/)")
     run.add_argument("-k", dest="select", action="append", help="only cells whose id matches (glob or text)")
-    run.add_argument("--shard", type=_shard, help="run shard i of n (cells split round-robin)")
+    run.add_argument("--shard", type=_shard, help="run shard i of n (consumer environments split round-robin)")
+    run.add_argument("--baseline", type=Path, help="a previous report.json: lead the report with what changed")
     run.add_argument("--jobs", type=int, default=2, help="workers busy at once (default 2, measured best on 2 cores)")
     run.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     run.add_argument("--timeout", type=float, help="seconds a worker may go without progress (default: matrix)")
@@ -43,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     survey_parser.add_argument("--cache-dir", type=Path)
     survey_parser.add_argument("--grid", type=int, default=16, help="releases probed in the first pass")
     survey_parser.add_argument("--jobs", type=int, default=2)
+    merge_parser = commands.add_parser("merge", help="merge shard reports of one matrix into one report")
+    merge_parser.add_argument("reports", type=Path, nargs="+", help="report.json files (or folders holding one)")
+    merge_parser.add_argument("--out", default="report", help="report folder (default: report/)")
+    merge_parser.add_argument("--baseline", type=Path, help="a previous report.json: lead with what changed")
     declare_parser = commands.add_parser(
         "known-breaks", help="propose known-break declarations (YAML) covering a report's red cells")
     declare_parser.add_argument("report", type=Path, help="a report.json")
@@ -53,11 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         return _survey(args)
     if args.command == "known-breaks":
         return _known_breaks(args)
+    if args.command == "merge":
+        return _merge(args)
     try:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
                                      memory_mb=args.worker_memory))
-        results, paths = run_and_report(session, Path(args.out))
+        baseline = load_report(args.baseline) if args.baseline else None
+        results, paths = run_and_report(session, Path(args.out), baseline)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
@@ -67,6 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     tally = counts([r.to_json() for r in results])
     print(f"compat: {len(results)} cells: " + ", ".join(f"{k} {v}" for k, v in tally.items()))
     print(f"compat: report written to {paths[0].parent}/ (report.json, report.md, index.html)")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    try:
+        paths = [p / "report.json" if p.is_dir() else p for p in args.reports]
+        merged = merge([(path, load_report(path)) for path in paths])
+        if args.baseline:
+            merged["changes"] = changes(load_report(args.baseline), merged)
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
+    written = write_report(merged, Path(args.out))
+    print(f"compat: merged {len(paths)} reports: {len(merged['cells'])} cells: "
+          + ", ".join(f"{k} {v}" for k, v in counts(merged["cells"]).items()))
+    print(f"compat: report written to {written[0].parent}/")
     return 0
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compat.environments import EnvRequest
-from compat.errors import MatrixError, RegistryError
+from compat.errors import CompatError, MatrixError, RegistryError
 from compat.matrix import LibrarySpec, Matrix
 from compat.pipconfig import IndexSettings
 from compat.registry import Release, fetch_releases, select, upload_time
@@ -83,10 +83,20 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
         raise MatrixError(problems)
     if select_cells:
         cells = [c for c in cells if any(_matches(c.id, pattern) for pattern in select_cells)]
-    if shard:
+    if shard:  # by consumer environment, so that each environment is checked in exactly one shard
         index_, count = shard
-        cells = [c for n, c in enumerate(cells) if n % count == index_ - 1]
+        consumers = sorted({(c.library, c.consumer) for c in cells})
+        mine = {key for n, key in enumerate(consumers) if n % count == index_ - 1}
+        cells = [c for c in cells if (c.library, c.consumer) in mine]
     return Plan(matrix, envs, cells, releases_by_library)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n), with 1 <= i <= n."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise CompatError(f"shard: expected i/n with 1 <= i <= n, such as 1/4, got {text!r}")
+    return int(index), int(count)
 
 
 def _matches(cell_id: str, pattern: str) -> bool:

@@ -16,7 +16,9 @@ import pytest
 from compat.api import Session, default_cache_dir, prepare, report_for
 from compat.environments import file_lock
 from compat.errors import CompatError
+from compat.history import load_report
 from compat.matrix import default_matrix_path
+from compat.plan import parse_shard
 from compat.report import write_report
 from compat.runner import CellResult, RunOptions
 from compat.verdicts import BAD, GOOD
@@ -33,6 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--compat-report", help="write report.json/report.md/index.html for the cells run here")
     group.addoption("--compat-jobs", type=int, default=2, help="workers busy at once")
     group.addoption("--compat-timeout", type=float, help="seconds a worker may go without progress")
+    group.addoption("--compat-shard", help="run shard i/n of the matrix (consumer environments split round-robin)")
+    group.addoption("--compat-baseline", help="a previous report.json; --compat-report then leads with the changes")
 
 
 def _matrix_path(config: pytest.Config) -> Path:
@@ -76,7 +80,9 @@ class MatrixFile(pytest.File):
         config = self.config
         cache = config.getoption("compat_cache_dir")
         try:
+            shard = config.getoption("compat_shard")
             session = prepare(self.path, Path(cache) if cache else default_cache_dir(),
+                              shard=parse_shard(shard) if shard else None,
                               options=RunOptions(jobs=config.getoption("compat_jobs"),
                                                  timeout=config.getoption("compat_timeout")))
         except CompatError as exc:
@@ -173,4 +179,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     folder = Path(out) / f"partial-{worker}" if worker else Path(out)
     compat_session = config.stash[SESSION]
     results = config.stash[RESULTS]
-    write_report(report_for(compat_session, [results[cell_id] for cell_id in config.stash[RAN]]), folder)
+    baseline = config.getoption("compat_baseline")
+    write_report(report_for(compat_session, [results[cell_id] for cell_id in config.stash[RAN]],
+                            load_report(Path(baseline)) if baseline else None), folder)
+

@@ -26,17 +26,43 @@ COLOUR = {"identical": "#2e7d32", "equivalent": "#66bb6a", "converted": "#29b6f6
 
 
 def build_report(cells: list[dict], environments: dict, matrix_path: str, torch_version: str,
-                 stats: dict | None = None) -> dict:
+                 stats: dict | None = None, matrix_digest: str = "", shard: str | None = None) -> dict:
+    """The JSON report (schema: docs/report-schema.md)."""
     return {
         "schema": SCHEMA,
         "compat": compat.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": {"python": platform.python_version(), "torch": torch_version, "platform": platform.platform()},
         "matrix": matrix_path,
+        "matrix_digest": matrix_digest,
+        "shard": shard,
         "stats": stats or {},
         "environments": environments,
         "cells": cells,
     }
+
+
+def change_lines(report: dict) -> list[str]:
+    """The news since the baseline, first thing in the Markdown report."""
+    news = report.get("changes")
+    if not news:
+        return []
+    baseline = news["baseline"]
+    lines = [f"## Changes since the baseline ({baseline.get('created')}, compat {baseline.get('compat')})", ""]
+    if not (news["changed"] or news["new_releases"] or news["removed_cells"]):
+        return lines + ["No verdict changed.", ""]
+    for kind, title in (("new-red", "New red cells"), ("new-green", "New green cells"), ("changed", "Other changes")):
+        rows = [c for c in news["changed"] if c["kind"] == kind]
+        if rows:
+            lines += [f"**{title}** ({len(rows)}):", ""]
+            lines += [f"- `{c['id']}`: {c['before']} → **{c['after']}** ({c['summary']})" for c in rows]
+            lines.append("")
+    if news["new_releases"]:
+        lines += [f"**Releases seen for the first time**: {', '.join(news['new_releases'])} "
+                  f"({len(news['new_cells'])} new cells)", ""]
+    if news["removed_cells"]:
+        lines += [f"**Cells no longer in the matrix**: {len(news['removed_cells'])}", ""]
+    return lines
 
 
 def write_report(report: dict, out: Path) -> list[Path]:
@@ -90,6 +116,7 @@ def markdown(report: dict) -> str:
              f"Run {report['created']} · compat {report['compat']} · python {report['host']['python']} · "
              f"torch {report['host']['torch']} · matrix `{report['matrix']}`", "",
              "Totals: " + ", ".join(f"{k} {v}" for k, v in counts(cells).items()), "",
+             *change_lines(report),
              "Rows: the release that **saved** the checkpoint (producer). Columns: the release that **loads** it "
              "(consumer).", "", "Legend:", *legend_lines(), ""]
     grids = _grids(cells)
@@ -191,6 +218,15 @@ def _details(evidence: dict, limit: int = 12) -> list[str]:
     return lines
 
 
+def _changes_html(report: dict) -> str:
+    lines = change_lines(report)
+    if not lines:
+        return ""
+    body = "".join(f"<li>{html.escape(line[2:])}</li>" if line.startswith("- ") else
+                   f"<p>{html.escape(line.strip('#* '))}</p>" for line in lines[1:] if line)
+    return f"<section id='changes'><h2>{html.escape(lines[0].lstrip('# '))}</h2>{body}</section>"
+
+
 def _anchor(text: str) -> str:
     return "c-" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
@@ -210,6 +246,7 @@ def html_page(report: dict) -> str:
         f"<p>Run {esc(report['created'])} · compat {esc(report['compat'])} · python {esc(report['host']['python'])}"
         f" · torch {esc(report['host']['torch'])} · matrix <code>{esc(report['matrix'])}</code></p>",
         "<p>Totals: " + ", ".join(f"{esc(k)} {v}" for k, v in counts(cells).items()) + "</p>",
+        _changes_html(report),
         "<p>Rows: the release that saved the checkpoint (producer). Columns: the release that loads it (consumer)."
         " Click a cell for its evidence.</p><p class='legend'>"]
     for verdict in LADDER:
