@@ -17,7 +17,8 @@ from compat.environments import EnvRequest
 from compat.errors import CompatError
 from compat.history import changes
 from compat.matrix import VersionSelector
-from compat.plan import EnvPlan, Plan, make_plan
+from compat.bisect import first_change
+from compat.plan import Cell, EnvPlan, Plan, make_plan
 from compat.registry import fetch_releases, select, upload_time
 from compat.survey import ChangePoint, find_changes, signature
 from compat.report import build_report, write_report
@@ -60,9 +61,7 @@ def survey(library_name: str, spec: str | None, matrix_path: Path | str | None =
     """Change points of a library's layout/outputs across the releases in ``spec`` (default: all stable ones)."""
     cache_dir = (cache_dir or default_cache_dir()).resolve()
     matrix = load_matrix(matrix_path)
-    if library_name not in matrix.libraries:
-        raise CompatError(f"{matrix.path}: no library {library_name!r} (it has: {', '.join(matrix.libraries)})")
-    library = matrix.libraries[library_name]
+    library = _library(matrix, library_name)
     index = read_index_settings()
     releases = fetch_releases(library.package, index.index_url, cache_dir)
     selector = VersionSelector("range", spec or ">=0", "all", "--range")
@@ -80,6 +79,62 @@ def survey(library_name: str, spec: str | None, matrix_path: Path | str | None =
 
     changes, probed = find_changes(versions, probe, grid)
     return changes, probed, versions
+
+
+@dataclass
+class Bisection:
+    library: str
+    recipe: str
+    good: str
+    bad: str
+    candidates: int
+    first: str
+    uploaded: str
+    verdicts: dict
+    result: CellResult
+    environments_used: int
+
+
+def bisect(library_name: str, recipe: str, good: str, bad: str, matrix_path: Path | str | None = None,
+           cache_dir: Path | None = None, options: RunOptions | None = None) -> Bisection:
+    """The first release after ``good`` (up to ``bad``) that reads ``good``'s checkpoint with another verdict."""
+    cache_dir = (cache_dir or default_cache_dir()).resolve()
+    matrix = load_matrix(matrix_path)
+    library = _library(matrix, library_name)
+    if recipe not in library.recipes:
+        raise CompatError(f"{matrix.path}: {library_name} has no recipe {recipe!r} (it has: "
+                          f"{', '.join(library.recipes)})")
+    index = read_index_settings()
+    releases = fetch_releases(library.package, index.index_url, cache_dir)
+    versions, problems = select((VersionSelector("exact", good, where="--good"),
+                                 VersionSelector("exact", bad, where="--bad"),
+                                 VersionSelector("range", f">={good},<={bad}", "all", "--good/--bad")), releases)
+    if problems:
+        raise CompatError("; ".join(problems))
+    envs = {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
+                                                               upload_time(v, releases))) for v in versions}
+    cells = [Cell(library.name, recipe, good, v) for v in versions]
+    plan = Plan(matrix, envs, cells, {library.name: releases})
+    run = Run(plan, EnvironmentBuilder(cache_dir, index), cache_dir, options)
+    results: dict[str, CellResult] = {}
+
+    def verdict_of(version: str) -> str:
+        (results[version],) = run.execute({(library.name, version)})
+        return results[version].underlying
+
+    try:
+        position, verdicts = first_change(versions, verdict_of)
+    except ValueError as exc:
+        raise CompatError(str(exc)) from None
+    first = versions[position]
+    return Bisection(library.name, recipe, good, bad, len(versions), first, upload_time(first, releases), verdicts,
+                     results[first], len(verdicts))
+
+
+def _library(matrix: Matrix, name: str):
+    if name not in matrix.libraries:
+        raise CompatError(f"{matrix.path}: no library {name!r} (it has: {', '.join(matrix.libraries)})")
+    return matrix.libraries[name]
 
 
 def report_for(session: Session, results: list[CellResult], baseline: dict | None = None) -> dict:

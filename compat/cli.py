@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from compat.api import prepare, run_and_report, survey
+from compat.api import bisect, prepare, run_and_report, survey
 from compat.errors import CompatError
 from compat.plan import parse_shard
 from compat.history import changes, load_report, merge
@@ -42,6 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     survey_parser.add_argument("--cache-dir", type=Path)
     survey_parser.add_argument("--grid", type=int, default=16, help="releases probed in the first pass")
     survey_parser.add_argument("--jobs", type=int, default=2)
+    bisect_parser = commands.add_parser("bisect", help="find the first release where a cell's verdict changes")
+    bisect_parser.add_argument("library")
+    bisect_parser.add_argument("--recipe", required=True)
+    bisect_parser.add_argument("--good", required=True, help="the release that saves the checkpoint (good end)")
+    bisect_parser.add_argument("--bad", required=True, help="a later release where the verdict differs")
+    bisect_parser.add_argument("--matrix", help="matrix file whose recipes and pins to use")
+    bisect_parser.add_argument("--cache-dir", type=Path)
+    pins_parser = commands.add_parser("pins", help="the newest release that reads each release's checkpoints")
+    pins_parser.add_argument("report", type=Path, nargs="?", default=Path("report/report.json"))
+    pins_parser.add_argument("--producer", action="append", default=[],
+                             help="LIBRARY==VERSION your checkpoints were saved with (for --constraints)")
+    pins_parser.add_argument("--constraints", type=Path, help="write a pip constraints file for --producer")
+    pins_parser.add_argument("--recipe", action="append", help="consider only these recipes (default: all)")
     merge_parser = commands.add_parser("merge", help="merge shard reports of one matrix into one report")
     merge_parser.add_argument("reports", type=Path, nargs="+", help="report.json files (or folders holding one)")
     merge_parser.add_argument("--out", default="report", help="report folder (default: report/)")
@@ -58,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return _known_breaks(args)
     if args.command == "merge":
         return _merge(args)
+    if args.command == "bisect":
+        return _bisect(args)
+    if args.command == "pins":
+        return _pins(args)
     try:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
@@ -73,6 +90,56 @@ def main(argv: list[str] | None = None) -> int:
     tally = counts([r.to_json() for r in results])
     print(f"compat: {len(results)} cells: " + ", ".join(f"{k} {v}" for k, v in tally.items()))
     print(f"compat: report written to {paths[0].parent}/ (report.json, report.md, index.html)")
+    return 0
+
+
+def _bisect(args: argparse.Namespace) -> int:
+    from compat.bisect import expected_builds
+    from compat.report import _details
+
+    try:
+        found = bisect(args.library, args.recipe, args.good, args.bad, args.matrix, args.cache_dir)
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
+    before = found.verdicts[args.good]
+    print(f"compat: {found.library}/{found.recipe}, saved with {found.good}: {found.candidates} releases from "
+          f"{found.good} to {found.bad}")
+    print(f"compat: first release with another verdict: {found.first} (uploaded {found.uploaded[:10]}): "
+          f"{before} -> {found.result.underlying}")
+    print(f"  {found.result.summary}")
+    for line in _details(found.result.finding):
+        print(f"  {line}")
+    print(f"compat: environments built or reused: {found.environments_used} "
+          f"(bound: 2 ends + ceil(log2) = {expected_builds(found.candidates)})")
+    return 0
+
+
+def _pins(args: argparse.Namespace) -> int:
+    from compat.pins import advice, constraint, table_lines
+
+    try:
+        cells = load_report(args.report)["cells"]
+        table = advice([c for c in cells if not args.recipe or c["recipe"] in args.recipe])
+        wanted = dict(p.split("==", 1) for p in args.producer if "==" in p)
+        if len(wanted) != len(args.producer):
+            raise CompatError(f"--producer: expected LIBRARY==VERSION, got {args.producer}")
+        for library, version in wanted.items():
+            if not any(row["producer"] == version for row in table.get(library, [])):
+                raise CompatError(f"{args.report}: no cells for {library}=={version}")
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
+    for library, rows in table.items():
+        print("\n".join(table_lines(library, rows)))
+    if args.constraints:
+        if not wanted:
+            print("compat: error: --constraints needs --producer LIBRARY==VERSION", file=sys.stderr)
+            return 2
+        lines = [constraint(library, next(r for r in table[library] if r["producer"] == version))
+                 for library, version in wanted.items()]
+        args.constraints.write_text("\n".join(lines) + "\n")
+        print(f"compat: constraints written to {args.constraints}: " + "; ".join(lines))
     return 0
 
 
