@@ -231,31 +231,63 @@ def _anchor(text: str) -> str:
     return "c-" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
+SCRIPT = """
+function applyFilters() {
+  const lib = document.getElementById('f-library').value, rec = document.getElementById('f-recipe').value,
+        ver = document.getElementById('f-verdict').value;
+  const keep = (el) => (!lib || el.dataset.library === lib) &&
+                       (!rec || (el.dataset.recipes || el.dataset.recipe).split(' ').includes(rec));
+  document.querySelectorAll('section.grid').forEach(el => { el.hidden = !keep(el); });
+  document.querySelectorAll('td[data-verdict]').forEach(td => {
+    td.classList.toggle('dim', !!ver && td.dataset.verdict !== ver); });
+  document.querySelectorAll('details.evidence').forEach(el => {
+    el.hidden = !keep(el) || (!!ver && !el.dataset.verdicts.split(' ').includes(ver)); });
+}
+function openTarget(id) {
+  const target = document.getElementById(id);
+  if (target) { target.open = true; target.scrollIntoView(); }
+}
+document.querySelectorAll('select.filter').forEach(el => el.addEventListener('change', applyFilters));
+document.querySelectorAll('td a').forEach(a => a.addEventListener('click', () => openTarget(a.hash.slice(1))));
+if (location.hash) openTarget(location.hash.slice(1));
+"""
+
+
 def html_page(report: dict) -> str:
+    """One self-contained page: inline style and script, nothing fetched from anywhere."""
     cells = report["cells"]
     esc = html.escape
+    grids = _grids(cells)
+
+    def options(name: str, values) -> str:
+        return (f"<label>{name} <select class='filter' id='f-{name}'><option value=''>all</option>"
+                + "".join(f"<option>{esc(v)}</option>" for v in values) + "</select></label> ")
+
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>compat report</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}",
         "td,th{border:1px solid #ccc;padding:2px 6px;text-align:center;font-size:13px}",
-        "th.row{text-align:right}td a{color:inherit;text-decoration:none;display:block}",
+        "th.row{text-align:right}td a{color:inherit;text-decoration:none;display:block}td.dim{opacity:.15}",
         "pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}.legend span{padding:0 6px;margin-right:4px}",
-        "details{margin:4px 0}summary{cursor:pointer}",
+        "details{margin:4px 0}summary{cursor:pointer}.filters{position:sticky;top:0;background:#fff;padding:.5em 0}",
         "</style></head><body>",
         "<h1>compat report</h1>",
         f"<p>Run {esc(report['created'])} · compat {esc(report['compat'])} · python {esc(report['host']['python'])}"
         f" · torch {esc(report['host']['torch'])} · matrix <code>{esc(report['matrix'])}</code></p>",
         "<p>Totals: " + ", ".join(f"{esc(k)} {v}" for k, v in counts(cells).items()) + "</p>",
         _changes_html(report),
+        "<p class='filters'>" + options("library", sorted({lib for lib, _ in grids}))
+        + options("recipe", sorted({rec for _, rec in grids})) + options("verdict", [v for v in LADDER]) + "</p>",
         "<p>Rows: the release that saved the checkpoint (producer). Columns: the release that loads it (consumer)."
         " Click a cell for its evidence.</p><p class='legend'>"]
     for verdict in LADDER:
         parts.append(f"<span style='background:{COLOUR[verdict]}'>{esc(SYMBOL[verdict])}</span>"
                      f"{esc(verdict)}: {esc(MEANING[verdict])}<br>")
     parts.append("</p>")
-    for (library, recipe), grid in sorted(_grids(cells).items()):
+    for (library, recipe), grid in sorted(grids.items()):
         versions = grid["versions"]
-        parts.append(f"<h2>{esc(library)} / {esc(recipe)}</h2><table><tr><th>producer \\ consumer</th>"
+        parts.append(f"<section class='grid' data-library='{esc(library)}' data-recipe='{esc(recipe)}'>"
+                     f"<h2>{esc(library)} / {esc(recipe)}</h2><table><tr><th>producer \\ consumer</th>"
                      + "".join(f"<th>{esc(v)}</th>" for v in versions) + "</tr>")
         for producer in versions:
             parts.append(f"<tr><th class='row'>{esc(producer)}</th>")
@@ -265,12 +297,11 @@ def html_page(report: dict) -> str:
                     parts.append("<td></td>")
                     continue
                 target = cell["known_break"]["declared_at"] if cell["verdict"] == "known-break" else cell["id"]
-                anchor = _anchor(target)
-                parts.append(f"<td style='background:{COLOUR[cell['verdict']]}' title='{esc(cell['id'])}: "
-                             f"{esc(cell['verdict'])}: {esc(cell['summary'])}'><a href='#{anchor}'>"
-                             f"{esc(_symbol(cell))}</a></td>")
+                parts.append(f"<td data-verdict='{esc(cell['verdict'])}' style='background:"
+                             f"{COLOUR[cell['verdict']]}' title='{esc(cell['id'])}: {esc(cell['verdict'])}: "
+                             f"{esc(cell['summary'])}'><a href='#{_anchor(target)}'>{esc(_symbol(cell))}</a></td>")
             parts.append("</tr>")
-        parts.append("</table>")
+        parts.append("</table></section>")
     groups = known_break_groups(cells)
     if groups:
         parts.append("<h2>Known breaks</h2>")
@@ -278,7 +309,9 @@ def html_page(report: dict) -> str:
         known, members = group["known_break"], group["cells"]
         link = f" <a href='{esc(known['link'])}'>{esc(known['link'])}</a>" if known.get("link") else ""
         underneath = ", ".join(f"{k} {v}" for k, v in sorted(group["underlying"].items()))
-        parts.append(f"<details id='{_anchor(known['declared_at'])}'><summary><b>{esc(known['reason'])}</b> "
+        parts.append(f"<details class='evidence' id='{_anchor(known['declared_at'])}' "
+                     f"data-library='{esc(members[0]['library'])}' data-recipes='{esc(' '.join(group['recipes']))}' "
+                     f"data-verdicts='known-break'><summary><b>{esc(known['reason'])}</b> "
                      f"({len(members)} cells: {esc(underneath)})</summary><p>recipes: "
                      f"{esc(', '.join(group['recipes']))}; upstream: {esc(known['upstream'])}{link}; declared at "
                      f"<code>{esc(known['declared_at'])}</code></p><p>Example <code>{esc(members[0]['id'])}</code>: "
@@ -287,8 +320,9 @@ def html_page(report: dict) -> str:
     parts.append("<h2>Evidence</h2>")
     for cell in sorted((c for c in cells if c["verdict"] not in ("identical", "known-break")
                         or c.get("stale_known_break")), key=lambda c: c["id"]):
-        parts.append(f"<details id='{_anchor(cell['id'])}'><summary><code>{esc(cell['id'])}</code>: "
-                     f"<b>{esc(cell['verdict'])}</b> {esc(cell['summary'])}</summary>")
+        parts.append(f"<details class='evidence' id='{_anchor(cell['id'])}' data-library='{esc(cell['library'])}' "
+                     f"data-recipe='{esc(cell['recipe'])}' data-verdicts='{esc(cell['verdict'])}'><summary>"
+                     f"<code>{esc(cell['id'])}</code>: <b>{esc(cell['verdict'])}</b> {esc(cell['summary'])}</summary>")
         parts.append("<pre>" + esc("\n".join(_details(cell["evidence"]))) + "</pre></details>")
-    parts.append("</body></html>")
+    parts.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(parts)
