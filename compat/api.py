@@ -5,7 +5,9 @@ Neither face has logic of its own: they parse options, call ``prepare`` and ``ex
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +18,11 @@ from compat.pipconfig import read_index_settings
 from compat.environments import EnvRequest
 from compat.errors import CompatError
 from compat.history import changes
-from compat.matrix import VersionSelector
+from compat.matrix import DEFAULT_TOLERANCE, RecipeSpec, Tolerance, VersionSelector
 from compat.bisect import first_change
 from compat.plan import Cell, EnvPlan, Plan, make_plan
 from compat.registry import fetch_releases, select, upload_time
+from compat.stamp import read_stamp
 from compat.survey import ChangePoint, find_changes, signature
 from compat.report import build_report, write_report
 from compat.runner import CellResult, Run, RunOptions
@@ -129,6 +132,45 @@ def bisect(library_name: str, recipe: str, good: str, bad: str, matrix_path: Pat
     first = versions[position]
     return Bisection(library.name, recipe, good, bad, len(versions), first, upload_time(first, releases), verdicts,
                      results[first], len(verdicts))
+
+
+def check(checkpoint: Path, against: list[str], library_name: str | None = None, config: dict | None = None,
+          saved_with: str | None = None, matrix_path: Path | str | None = None, cache_dir: Path | None = None,
+          options: RunOptions | None = None) -> tuple[Run, list[CellResult]]:
+    """Load a user's own checkpoint in each release of ``against``, against its outputs in ``saved_with``.
+
+    What is not given is read from the checkpoint's compat metadata (``compat.stamp.save_stamped``).
+    """
+    stamp = read_stamp(checkpoint)
+    library_name = library_name or stamp.get("library")
+    config = config if config is not None else stamp.get("config")
+    saved_with = saved_with or stamp.get("version")
+    for value, flag in ((library_name, "--library"), (config, "--recipe-config"), (saved_with, "--saved-with")):
+        if not value:
+            raise CompatError(f"{checkpoint}: give {flag} (the checkpoint's metadata does not record it)")
+    cache_dir = (cache_dir or default_cache_dir()).resolve()
+    matrix = load_matrix(matrix_path)
+    library = _library(matrix, library_name)
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    with open(checkpoint, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    recipe = f"user-{digest.hexdigest()[:12]}"
+    library = dataclasses.replace(library, recipes={recipe: RecipeSpec(recipe, Tolerance(**DEFAULT_TOLERANCE))},
+                                  known_breaks=())
+    matrix = dataclasses.replace(matrix, libraries={library.name: library})
+    index = read_index_settings()
+    releases = fetch_releases(library.package, index.index_url, cache_dir)
+    versions, problems = select(tuple(VersionSelector("exact", v, where=flag) for v, flag in
+                                      [(saved_with, "--saved-with")] + [(v, "--against") for v in against]), releases)
+    if problems:
+        raise CompatError("; ".join(problems))
+    envs = {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
+                                                               upload_time(v, releases))) for v in versions}
+    cells = [Cell(library.name, recipe, saved_with, v) for v in versions]
+    run = Run(Plan(matrix, envs, cells, {library.name: releases}), EnvironmentBuilder(cache_dir, index), cache_dir,
+              options, user={"name": recipe, "config": config, "checkpoint": str(Path(checkpoint).resolve())})
+    return run, run.execute()
 
 
 def _library(matrix: Matrix, name: str):

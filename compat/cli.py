@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from compat.api import bisect, prepare, run_and_report, survey
+from compat.api import bisect, check, prepare, run_and_report, survey
 from compat.errors import CompatError
 from compat.plan import parse_shard
 from compat.history import changes, load_report, merge
@@ -55,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
                              help="LIBRARY==VERSION your checkpoints were saved with (for --constraints)")
     pins_parser.add_argument("--constraints", type=Path, help="write a pip constraints file for --producer")
     pins_parser.add_argument("--recipe", action="append", help="consider only these recipes (default: all)")
+    check_parser = commands.add_parser("check", help="load your own checkpoint in other releases")
+    check_parser.add_argument("checkpoint", type=Path, help="a .safetensors state dict")
+    check_parser.add_argument("--against", nargs="+", required=True, help="releases to load it with")
+    check_parser.add_argument("--library", help="default: from the checkpoint's compat metadata")
+    check_parser.add_argument("--recipe-config", type=Path, help="JSON or YAML constructor arguments")
+    check_parser.add_argument("--saved-with", help="the release that saved it (default: from its metadata)")
+    check_parser.add_argument("--matrix", help="matrix file that names the library's recipe module and pins")
+    check_parser.add_argument("--cache-dir", type=Path)
+    check_parser.add_argument("--out", type=Path, help="also write report.json/report.md/index.html here")
     merge_parser = commands.add_parser("merge", help="merge shard reports of one matrix into one report")
     merge_parser.add_argument("reports", type=Path, nargs="+", help="report.json files (or folders holding one)")
     merge_parser.add_argument("--out", default="report", help="report folder (default: report/)")
@@ -75,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bisect(args)
     if args.command == "pins":
         return _pins(args)
+    if args.command == "check":
+        return _check(args)
     try:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
@@ -113,6 +124,40 @@ def _bisect(args: argparse.Namespace) -> int:
     print(f"compat: environments built or reused: {found.environments_used} "
           f"(bound: 2 ends + ceil(log2) = {expected_builds(found.candidates)})")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import yaml
+
+    from compat.declare import renamed_pairs
+    from compat.report import _details, build_report
+
+    try:
+        config = None
+        if args.recipe_config:
+            try:
+                config = yaml.safe_load(args.recipe_config.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise CompatError(f"{args.recipe_config}: cannot read the constructor arguments: {exc}") from None
+            if not isinstance(config, dict):
+                raise CompatError(f"{args.recipe_config}: expected a mapping of constructor arguments")
+        run, results = check(args.checkpoint, args.against, args.library, config, args.saved_with, args.matrix,
+                             args.cache_dir)
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
+    for result in results:
+        print(f"{result.cell.producer} -> {result.cell.consumer}: {result.verdict}: {result.summary}")
+        for line in _details(result.finding):
+            print(f"    {line}")
+        keys = result.finding.get("keys", {})
+        for old, new in renamed_pairs(keys.get("unexpected", []), keys.get("missing", []))[:10]:
+            print(f"    probable rename: {old} -> {new}")
+    if args.out:
+        report = build_report([r.to_json() for r in results], run.environment_records(), str(args.checkpoint),
+                              run.builder.torch_version)
+        print(f"compat: report written to {write_report(report, args.out)[0].parent}/")
+    return 0 if all(r.verdict in ("identical", "equivalent") for r in results) else 1
 
 
 def _pins(args: argparse.Namespace) -> int:

@@ -80,8 +80,10 @@ def code_hash(fixtures: Path) -> str:
 
 
 class Run:
-    def __init__(self, plan: Plan, builder: EnvironmentBuilder, cache_dir: Path, options: RunOptions | None = None):
-        self.plan, self.builder, self.cache_dir = plan, builder, cache_dir
+    def __init__(self, plan: Plan, builder: EnvironmentBuilder, cache_dir: Path, options: RunOptions | None = None,
+                 user: dict | None = None):
+        """``user`` (``{"name", "config", "checkpoint"}``) adds a recipe for a user's own checkpoint."""
+        self.plan, self.builder, self.cache_dir, self.user = plan, builder, cache_dir, user
         self.options = options or RunOptions()
         self.env_keys = {key: builder.key(env.request) for key, env in plan.envs.items()}
         self.code = {name: code_hash(lib.fixtures) for name, lib in plan.matrix.libraries.items()}
@@ -218,7 +220,7 @@ class Run:
     def _produce(self, worker: WorkerProcess, key: EnvKey, recipes: list[str]) -> None:
         library = self.plan.matrix.libraries[key[0]]
         command = {"cmd": "produce", "library": key[0], "version": key[1], "fixtures": str(library.fixtures),
-                   "recipes": {r: str(self.artifact_dir(*key, r)) for r in recipes}}
+                   "recipes": {r: str(self.artifact_dir(*key, r)) for r in recipes}, "user": self.user}
         worker.send(command, f"producing {', '.join(recipes)} with {key[0]}=={key[1]}")
         with self._lock:
             self.stats.produced += len(recipes)
@@ -232,7 +234,7 @@ class Run:
             if event.get("event") == "cell":
                 completed.append(event["id"])
 
-        command = {"cmd": "consume", "fixtures": str(library.fixtures), "cells": [
+        command = {"cmd": "consume", "fixtures": str(library.fixtures), "user": self.user, "cells": [
             {"id": cell.id, "recipe": cell.recipe, "producer": cell.producer,
              "artifact": str(self.artifact_dir(cell.library, cell.producer, cell.recipe)),
              "result": str(self.result_path(cell))} for cell in cells]}

@@ -81,8 +81,22 @@ class StateDictRecipe:
         model.load_state_dict(state, strict=True)
 
 
-def load_recipes(module_path: str) -> dict[str, StateDictRecipe]:
-    """Import a fixtures module by file path and return its ``RECIPES``."""
+def load_recipes(module_path: str, user: dict | None = None) -> dict[str, StateDictRecipe]:
+    """Import a fixtures module by file path and return its ``RECIPES``.
+
+    ``user`` (``{"name", "config"}``) adds a recipe for a user's own model, built by the module's
+    ``recipe_from_config(config)`` from the constructor arguments the user gave.
+    """
+    module = _import(module_path)
+    recipes = dict(module.RECIPES)
+    if user:
+        if not hasattr(module, "recipe_from_config"):
+            raise NotApplicable(f"{module_path} cannot build a model from a user's config (no recipe_from_config)")
+        recipes[user["name"]] = module.recipe_from_config(user["config"])
+    return recipes
+
+
+def _import(module_path: str):
     path = Path(module_path)
     spec = importlib.util.spec_from_file_location(f"compat_fixtures_{path.stem}", path)
     if spec is None or spec.loader is None:
@@ -90,4 +104,4 @@ def load_recipes(module_path: str) -> dict[str, StateDictRecipe]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return dict(module.RECIPES)
+    return module

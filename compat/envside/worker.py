@@ -69,12 +69,13 @@ def main() -> None:
 
     recipe_cache: dict[str, dict] = {}
 
-    def recipes(fixtures: str) -> dict:
-        if fixtures not in recipe_cache:
-            recipe_cache[fixtures] = load_recipes(fixtures)
-        return recipe_cache[fixtures]
+    def recipes(command: dict) -> dict:
+        key = json.dumps([command["fixtures"], command.get("user")], sort_keys=True)
+        if key not in recipe_cache:
+            recipe_cache[key] = load_recipes(command["fixtures"], command.get("user"))
+        return recipe_cache[key]
 
-    def produce(library: str, version: str, recipe, folder: Path) -> dict:
+    def produce(library: str, version: str, recipe, folder: Path, checkpoint: str | None = None) -> dict:
         manifest = artifact.base_manifest(library, version, recipe.name, recipe.config)
         try:
             model = recipe.build()
@@ -84,9 +85,14 @@ def main() -> None:
             return artifact.write_unbuildable(folder, manifest, "error" if out_of_memory(exc) else "broken",
                                               f"building: {describe(exc)}\n" + traceback.format_exc(limit=-3))
         try:
-            from compat.envside.fill import fill_parameters
+            if checkpoint:  # a user's own weights, in the release they were saved with
+                from safetensors.torch import load_file
 
-            fill_parameters(model)
+                recipe.load(model, load_file(checkpoint))
+            else:
+                from compat.envside.fill import fill_parameters
+
+                fill_parameters(model)
             inputs = recipe.inputs()
             outputs = recipe.run(model, inputs)
             return artifact.write_artifact(folder, manifest, recipe.state_dict(model), inputs, outputs)
@@ -134,14 +140,22 @@ def main() -> None:
         if command["cmd"] == "exit":
             break
         if command["cmd"] == "produce":
-            available = recipes(command["fixtures"])
+            available = recipes(command)
+            user = command.get("user") or {}
             for name, folder in command["recipes"].items():
                 t0 = time.perf_counter()
-                manifest = produce(command["library"], command["version"], available[name], Path(folder))
+                checkpoint = user.get("checkpoint") if name == user.get("name") else None
+                if name in available:
+                    manifest = produce(command["library"], command["version"], available[name], Path(folder),
+                                       checkpoint)
+                else:
+                    manifest = artifact.write_unbuildable(
+                        Path(folder), artifact.base_manifest(command["library"], command["version"], name, {}),
+                        "error", f"{command['fixtures']} has no recipe {name!r} (it has: {', '.join(available)})")
                 print(f"compat-worker: produced {folder}: {manifest['status']}", file=sys.stderr, flush=True)
                 send("produced", recipe=name, status=manifest["status"], seconds=time.perf_counter() - t0)
         elif command["cmd"] == "consume":
-            available = recipes(command["fixtures"])
+            available = recipes(command)
             for cell in command["cells"]:
                 t0 = time.perf_counter()
                 try:

@@ -1,0 +1,56 @@
+"""Record, in a checkpoint's own safetensors metadata, what ``compat check`` needs to reload it later: the library,
+its version and the model's constructor arguments. Standard library plus safetensors only, so it can be used in any
+training environment::
+
+    from compat.stamp import save_stamped
+    save_stamped(model.state_dict(), "model.safetensors", library="x-transformers", config=constructor_args)
+
+``compat check model.safetensors --against 2.31.10`` then needs no other argument.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from importlib import metadata
+from pathlib import Path
+
+from compat.errors import CompatError
+
+PREFIX = "compat."
+MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+
+
+def save_stamped(tensors: dict, path: str | Path, library: str, config: dict, package: str | None = None) -> None:
+    """``safetensors.torch.save_file`` with compat's metadata: library, installed version, constructor arguments."""
+    from safetensors.torch import save_file
+
+    stamp = {PREFIX + "library": library, PREFIX + "version": metadata.version(package or library),
+             PREFIX + "config": json.dumps(config, sort_keys=True)}
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path), metadata=stamp)
+
+
+def read_stamp(path: str | Path) -> dict:
+    """compat's metadata from a safetensors file's header (read without loading any tensor): may be empty."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) != 8:
+                raise CompatError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
+            (size,) = struct.unpack("<Q", head)
+            if size > MAX_HEADER or size > path.stat().st_size - 8:
+                raise CompatError(f"{path}: not a safetensors file (header length {size} out of range)")
+            header = json.loads(handle.read(size))
+    except OSError as exc:
+        raise CompatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CompatError(f"{path}: not a safetensors file (header is not JSON: {exc})") from None
+    found = header.get("__metadata__") or {} if isinstance(header, dict) else {}
+    stamp = {key[len(PREFIX):]: value for key, value in found.items() if key.startswith(PREFIX)}
+    if "config" in stamp:
+        try:
+            stamp["config"] = json.loads(stamp["config"])
+        except ValueError:
+            raise CompatError(f"{path}: compat.config in the metadata is not JSON") from None
+    return stamp
