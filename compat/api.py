@@ -20,6 +20,7 @@ from compat.errors import CompatError
 from compat.history import changes
 from compat.matrix import DEFAULT_TOLERANCE, RecipeSpec, Tolerance, VersionSelector
 from compat.bisect import first_change
+from compat.declare import renamed_pairs
 from compat.plan import Cell, EnvPlan, Plan, make_plan
 from compat.registry import fetch_releases, select, upload_time
 from compat.stamp import read_stamp
@@ -168,9 +169,34 @@ def check(checkpoint: Path, against: list[str], library_name: str | None = None,
     envs = {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
                                                                upload_time(v, releases))) for v in versions}
     cells = [Cell(library.name, recipe, saved_with, v) for v in versions]
-    run = Run(Plan(matrix, envs, cells, {library.name: releases}), EnvironmentBuilder(cache_dir, index), cache_dir,
-              options, user={"name": recipe, "config": config, "checkpoint": str(Path(checkpoint).resolve())})
-    return run, run.execute()
+    plan = Plan(matrix, envs, cells, {library.name: releases})
+    builder = EnvironmentBuilder(cache_dir, index)
+    user = {"name": recipe, "config": config, "checkpoint": str(Path(checkpoint).resolve())}
+    run = Run(plan, builder, cache_dir, options, user=user)
+    results = run.execute()
+    # where keys moved, try the renames they suggest: a cell that then agrees is "converted", with the rule
+    renames = {r.cell: rule for r in results if r.verdict == "incompatible" and (rule := infer_renames(r.finding))}
+    if renames:
+        retried = {r.cell: r for r in Run(plan, builder, cache_dir, options, user=user, renames=renames).execute(
+            {(cell.library, cell.consumer) for cell in renames}) if r.cell in renames}
+        for index_, result in enumerate(results):
+            attempt = retried.get(result.cell)
+            if attempt is not None and attempt.verdict == "converted":
+                results[index_] = attempt
+            elif attempt is not None:
+                result.finding["rule_tried"] = {"rule": attempt.finding.get("rule"), "verdict": attempt.verdict,
+                                                "summary": attempt.summary}
+    return run, results
+
+
+def infer_renames(finding: dict) -> dict[str, str] | None:
+    """Producer key -> consumer key for every moved key, guessed from names; None unless every key is paired."""
+    keys = finding.get("keys", {})
+    missing, unexpected = keys.get("missing", []), keys.get("unexpected", [])
+    pairs = renamed_pairs(unexpected, missing)
+    if not missing or len(pairs) != len(missing) or len(pairs) != len(unexpected):
+        return None
+    return dict(pairs)
 
 
 def _library(matrix: Matrix, name: str):

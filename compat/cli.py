@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     check_parser.add_argument("--matrix", help="matrix file that names the library's recipe module and pins")
     check_parser.add_argument("--cache-dir", type=Path)
     check_parser.add_argument("--out", type=Path, help="also write report.json/report.md/index.html here")
+    check_parser.add_argument("--rules-out", type=Path, help="write the conversion rules that worked (YAML)")
     merge_parser = commands.add_parser("merge", help="merge shard reports of one matrix into one report")
     merge_parser.add_argument("reports", type=Path, nargs="+", help="report.json files (or folders holding one)")
     merge_parser.add_argument("--out", default="report", help="report folder (default: report/)")
@@ -146,18 +147,29 @@ def _check(args: argparse.Namespace) -> int:
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
+    rules = {}
     for result in results:
         print(f"{result.cell.producer} -> {result.cell.consumer}: {result.verdict}: {result.summary}")
         for line in _details(result.finding):
             print(f"    {line}")
+        rule = (result.finding.get("rule") or {}).get("rename")
+        if result.verdict == "converted" and rule:
+            rules[result.cell.consumer] = {"rename": rule}
+            for old, new in list(rule.items())[:10]:
+                print(f"    rule: rename {old} -> {new}")
         keys = result.finding.get("keys", {})
         for old, new in renamed_pairs(keys.get("unexpected", []), keys.get("missing", []))[:10]:
             print(f"    probable rename: {old} -> {new}")
+        if result.finding.get("rule_tried"):
+            print(f"    tried those renames: {result.finding['rule_tried']['summary']}")
+    if args.rules_out:
+        args.rules_out.write_text(yaml.safe_dump({"from": results[0].cell.producer, "rules": rules}, sort_keys=False))
+        print(f"compat: rules written to {args.rules_out}")
     if args.out:
         report = build_report([r.to_json() for r in results], run.environment_records(), str(args.checkpoint),
                               run.builder.torch_version)
         print(f"compat: report written to {write_report(report, args.out)[0].parent}/")
-    return 0 if all(r.verdict in ("identical", "equivalent") for r in results) else 1
+    return 0 if all(r.verdict in ("identical", "equivalent", "converted") for r in results) else 1
 
 
 def _pins(args: argparse.Namespace) -> int:

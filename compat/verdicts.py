@@ -53,9 +53,13 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
     if not outputs:
         return "error", "no outputs were compared"
     changed_on_load = finding.get("tensors_changed_on_load", [])
+    failing = {name: stats for name, stats in outputs.items() if not recipe.tolerance_for(name).allows(stats)}
+    if finding.get("rule") and not failing:
+        renames = finding["rule"].get("rename", {})
+        exact = "bitwise equal" if all(s.get("bitwise") for s in outputs.values()) else "within tolerance"
+        return "converted", f"loads after a rule ({len(renames)} renames); outputs {exact}"
     if all(stats.get("bitwise") for stats in outputs.values()) and not changed_on_load:
         return "identical", "keys, tensors and outputs bitwise equal"
-    failing = {name: stats for name, stats in outputs.items() if not recipe.tolerance_for(name).allows(stats)}
     if not failing:
         worst = max(_number(s.get("max_abs")) for s in outputs.values())
         note = f"; {len(changed_on_load)} tensors changed on load" if changed_on_load else ""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from compat.api import prepare
 from compat.errors import CompatError
@@ -49,16 +51,21 @@ def test_the_stamp_records_library_version_and_config(checkpoint):
     assert stamp["config"]["attn_layers"]["dim"] == 48
 
 
-def test_check_needs_no_arguments_beyond_the_targets(checkpoint, cache_dir, tmp_path):
+def test_check_needs_no_arguments_beyond_the_targets_and_converts_moved_keys(checkpoint, cache_dir, tmp_path):
+    rules = tmp_path / "rules.yaml"
     result = subprocess.run([sys.executable, "-m", "compat.cli", "check", str(checkpoint), "--against", "0.32.3",
-                             "0.33.0", f"--cache-dir={cache_dir}", "--out", str(tmp_path / "report")],
-                            capture_output=True, text=True)
-    assert result.returncode == 1, result.stderr  # one target refuses it
+                             "0.33.0", f"--cache-dir={cache_dir}", "--out", str(tmp_path / "report"),
+                             "--rules-out", str(rules)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "0.28.4 -> 0.28.4: identical" in out and "0.28.4 -> 0.32.3: identical" in out
-    assert "0.28.4 -> 0.33.0: incompatible" in out
-    assert "probable rename: attn_layers.layers.1.1.net.0.0.weight -> attn_layers.layers.1.1.ff.0.0.weight" in out
-    assert (tmp_path / "report" / "report.md").is_file()
+    # 0.33.0 renamed the feed-forward keys: the inferred renames make the checkpoint load, bit for bit
+    assert "0.28.4 -> 0.33.0: converted: loads after a rule (8 renames); outputs bitwise equal" in out
+    assert "rule: rename attn_layers.layers.1.1.net.0.0.weight -> attn_layers.layers.1.1.ff.0.0.weight" in out
+    written = yaml.safe_load(rules.read_text())
+    assert written["from"] == "0.28.4" and len(written["rules"]["0.33.0"]["rename"]) == 8
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [c["verdict"] for c in report["cells"]] == ["identical", "identical", "converted"]
 
 
 @pytest.mark.parametrize("content, message", [

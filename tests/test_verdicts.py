@@ -33,6 +33,12 @@ def test_ladder(found, verdict):
     assert raw_verdict(found, RECIPE)[0] == verdict
 
 
+def test_a_rule_that_makes_it_agree_is_converted_and_one_that_does_not_is_not():
+    rule = {"rename": {"a.net.w": "a.ff.w"}}
+    assert raw_verdict(dict(finding(out=stats(0.0, bitwise=True)), rule=rule), RECIPE)[0] == "converted"
+    assert raw_verdict(dict(finding(out=stats(1.0)), rule=rule), RECIPE)[0] == "diverged"
+
+
 def test_tensors_changed_on_load_are_not_identical():
     found = dict(finding(out=stats(0.0, bitwise=True)), tensors_changed_on_load=["w"])
     assert raw_verdict(found, RECIPE)[0] == "equivalent"

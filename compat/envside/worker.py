@@ -101,7 +101,7 @@ def main() -> None:
             return artifact.write_unbuildable(folder, manifest, status, f"{describe(exc)}\n"
                                               + traceback.format_exc(limit=-3))
 
-    def consume(recipe, producer: str, folder: Path) -> dict:
+    def consume(recipe, producer: str, folder: Path, renames: dict | None = None) -> dict:
         manifest = artifact.read_manifest(folder)
         if manifest["status"] != "ok":
             return {"status": manifest["status"], "reason": f"producer {producer}: {manifest.get('reason', '')}"}
@@ -113,8 +113,12 @@ def main() -> None:
             return {"status": "error" if out_of_memory(exc) else "broken",
                     "reason": f"consumer cannot build it: {describe(exc)}\n" + traceback.format_exc(limit=-3)}
         state = artifact.read_tensors(folder, "model")
-        finding = {"status": "ok",
-                   "keys": compare.diff_keys(manifest["keys"],
+        produced = manifest["keys"]
+        if renames:  # a conversion rule: the producer's keys under the names this release expects
+            state = {renames.get(key, key): tensor for key, tensor in state.items()}
+            produced = {renames.get(key, key): layout for key, layout in produced.items()}
+        finding = {"status": "ok", "rule": {"rename": renames} if renames else None,
+                   "keys": compare.diff_keys(produced,
                                              artifact.key_layout(recipe.state_dict(model), with_digest=False))}
         try:
             recipe.load(model, state)
@@ -159,7 +163,8 @@ def main() -> None:
             for cell in command["cells"]:
                 t0 = time.perf_counter()
                 try:
-                    finding = consume(available[cell["recipe"]], cell["producer"], Path(cell["artifact"]))
+                    finding = consume(available[cell["recipe"]], cell["producer"], Path(cell["artifact"]),
+                                      cell.get("renames"))
                 except Exception as exc:  # noqa: BLE001
                     finding = {"status": "error", "reason": f"consuming: {describe(exc)}\n"
                                + traceback.format_exc(limit=-3)}
