@@ -12,21 +12,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from compat.environments import EnvironmentBuilder
-from compat.matrix import Matrix, default_matrix_path, load_matrix
-from compat.pipconfig import read_index_settings
-from compat.environments import EnvRequest
-from compat.errors import CompatError
-from compat.history import changes
-from compat.matrix import DEFAULT_TOLERANCE, RecipeSpec, Tolerance, VersionSelector
 from compat.bisect import first_change
 from compat.declare import renamed_pairs
-from compat.plan import Cell, EnvPlan, Plan, make_plan
+from compat.environments import EnvironmentBuilder
+from compat.errors import CompatError
+from compat.history import changes
+from compat.matrix import (DEFAULT_TOLERANCE, Matrix, RecipeSpec, Tolerance, VersionSelector, default_matrix_path,
+                           load_matrix)
+from compat.pipconfig import read_index_settings
+from compat.plan import Cell, Plan, env_plans, make_plan
 from compat.registry import fetch_releases, select, upload_time
-from compat.stamp import read_stamp
-from compat.survey import ChangePoint, find_changes, signature
 from compat.report import build_report, write_report
 from compat.runner import CellResult, Run, RunOptions
+from compat.stamp import read_stamp
+from compat.survey import ChangePoint, find_changes, signature
 
 
 def default_cache_dir() -> Path:
@@ -67,13 +66,9 @@ def survey(library_name: str, spec: str | None, matrix_path: Path | str | None =
     matrix = load_matrix(matrix_path)
     library = _library(matrix, library_name)
     index = read_index_settings()
-    releases = fetch_releases(library.package, index.index_url, cache_dir)
-    selector = VersionSelector("range", spec or ">=0", "all", "--range")
-    versions, problems = select((selector,), releases)
-    if problems:
-        raise CompatError("; ".join(problems))
-    envs = {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
-                                                               upload_time(v, releases))) for v in versions}
+    versions, releases = _releases(library, (VersionSelector("range", spec or ">=0", "all", "--range"),), index,
+                                   cache_dir)
+    envs = env_plans(library, versions, releases)
     plan = Plan(matrix, envs, [], {library.name: releases})
     run = Run(plan, EnvironmentBuilder(cache_dir, index), cache_dir, options)
 
@@ -109,14 +104,11 @@ def bisect(library_name: str, recipe: str, good: str, bad: str, matrix_path: Pat
         raise CompatError(f"{matrix.path}: {library_name} has no recipe {recipe!r} (it has: "
                           f"{', '.join(library.recipes)})")
     index = read_index_settings()
-    releases = fetch_releases(library.package, index.index_url, cache_dir)
-    versions, problems = select((VersionSelector("exact", good, where="--good"),
-                                 VersionSelector("exact", bad, where="--bad"),
-                                 VersionSelector("range", f">={good},<={bad}", "all", "--good/--bad")), releases)
-    if problems:
-        raise CompatError("; ".join(problems))
-    envs = {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
-                                                               upload_time(v, releases))) for v in versions}
+    versions, releases = _releases(library, (VersionSelector("exact", good, where="--good"),
+                                             VersionSelector("exact", bad, where="--bad"),
+                                             VersionSelector("range", f">={good},<={bad}", "all", "--good/--bad")),
+                                   index, cache_dir)
+    envs = env_plans(library, versions, releases)
     cells = [Cell(library.name, recipe, good, v) for v in versions]
     plan = Plan(matrix, envs, cells, {library.name: releases})
     run = Run(plan, EnvironmentBuilder(cache_dir, index), cache_dir, options)
@@ -161,13 +153,10 @@ def check(checkpoint: Path, against: list[str], library_name: str | None = None,
                                   known_breaks=())
     matrix = dataclasses.replace(matrix, libraries={library.name: library})
     index = read_index_settings()
-    releases = fetch_releases(library.package, index.index_url, cache_dir)
-    versions, problems = select(tuple(VersionSelector("exact", v, where=flag) for v, flag in
-                                      [(saved_with, "--saved-with")] + [(v, "--against") for v in against]), releases)
-    if problems:
-        raise CompatError("; ".join(problems))
-    envs = {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
-                                                               upload_time(v, releases))) for v in versions}
+    versions, releases = _releases(library, tuple(VersionSelector("exact", v, where=flag) for v, flag in
+                                                  [(saved_with, "--saved-with")] + [(v, "--against") for v in against]),
+                                   index, cache_dir)
+    envs = env_plans(library, versions, releases)
     cells = [Cell(library.name, recipe, saved_with, v) for v in versions]
     plan = Plan(matrix, envs, cells, {library.name: releases})
     builder = EnvironmentBuilder(cache_dir, index)
@@ -197,6 +186,15 @@ def infer_renames(finding: dict) -> dict[str, str] | None:
     if not missing or len(pairs) != len(missing) or len(pairs) != len(unexpected):
         return None
     return dict(pairs)
+
+
+def _releases(library, selectors: tuple[VersionSelector, ...], index, cache_dir: Path) -> tuple[list[str], list]:
+    """The versions the selectors name (or one error naming every one that does not exist), and all releases."""
+    releases = fetch_releases(library.package, index.index_url, cache_dir)
+    versions, problems = select(selectors, releases)
+    if problems:
+        raise CompatError("; ".join(problems))
+    return versions, releases
 
 
 def _library(matrix: Matrix, name: str):

@@ -54,6 +54,12 @@ class Plan:
         return [v for (lib, v) in self.envs if lib == library]
 
 
+def env_plans(library: LibrarySpec, versions: list[str], releases: list[Release]) -> dict[tuple[str, str], EnvPlan]:
+    """One environment request per release: the release, the matrix's pins for it, and its upload time."""
+    return {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
+                                                               upload_time(v, releases))) for v in versions}
+
+
 def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
               select_cells: list[str] | None = None, shard: tuple[int, int] | None = None) -> Plan:
     """Resolve every library's version selectors against the registry and lay out the cells.
@@ -73,10 +79,7 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
         releases_by_library[library.name] = releases
         versions, missing = select(library.versions, releases)
         problems += [f"{m} (libraries.{library.name}.versions)" for m in missing]
-        for version in versions:
-            request = EnvRequest(library.name, library.package, version, library.pins_for(version),
-                                 upload_time(version, releases))
-            envs[(library.name, version)] = EnvPlan(library, version, request)
+        envs.update(env_plans(library, versions, releases))
         cells += [Cell(library.name, recipe, producer, consumer)
                   for recipe in library.recipes for producer in versions for consumer in versions]
     if problems:

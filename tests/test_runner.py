@@ -7,7 +7,6 @@ loud break); 0.28.4 -> 0.30.0 kept every key but changed what qk-norm attention 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
