@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -65,6 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     check_parser.add_argument("--cache-dir", type=Path)
     check_parser.add_argument("--out", type=Path, help="also write report.json/report.md/index.html here")
     check_parser.add_argument("--rules-out", type=Path, help="write the conversion rules that worked (YAML)")
+    diff_parser = commands.add_parser("diff", help="compare two checkpoints; --infer proposes a rule set")
+    diff_parser.add_argument("a", type=Path)
+    diff_parser.add_argument("b", type=Path)
+    diff_parser.add_argument("--infer", action="store_true", help="match tensors by content and propose rules")
+    diff_parser.add_argument("--json", action="store_true", help="print JSON")
+    diff_parser.add_argument("--rules-out", type=Path, help="write the inferred rule set (YAML)")
+    convert_parser = commands.add_parser("convert", help="apply a rule set to a checkpoint")
+    convert_parser.add_argument("checkpoint", type=Path)
+    convert_parser.add_argument("--rules", type=Path, required=True)
+    convert_parser.add_argument("-o", "--out", type=Path, required=True)
+    convert_parser.add_argument("--verify", type=Path, help="a reference checkpoint the result must equal bitwise")
     merge_parser = commands.add_parser("merge", help="merge shard reports of one matrix into one report")
     merge_parser.add_argument("reports", type=Path, nargs="+", help="report.json files (or folders holding one)")
     merge_parser.add_argument("--out", default="report", help="report folder (default: report/)")
@@ -87,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         return _pins(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "diff":
+        return _diff(args)
+    if args.command == "convert":
+        return _convert(args)
     try:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
@@ -124,6 +140,70 @@ def _bisect(args: argparse.Namespace) -> int:
         print(f"  {line}")
     print(f"compat: environments built or reused: {found.environments_used} "
           f"(bound: 2 ends + ceil(log2) = {expected_builds(found.candidates)})")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from compat.keydiff import diff, infer, open_checkpoint
+
+    try:
+        a, b = open_checkpoint(args.a), open_checkpoint(args.b)
+        found = diff(a, b)
+        if args.infer:
+            rules, unexplained = infer(a, b)
+            found["rules"], found["unexplained"] = rules.to_data(), unexplained
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
+    if args.rules_out and "rules" in found:
+        args.rules_out.write_text(yaml.safe_dump(found["rules"], sort_keys=False))
+    if args.json:
+        print(json.dumps(found, indent=1))
+    else:
+        print(f"{len(found['equal'])} equal, {len(found['different'])} different, {len(found['only_a'])} only in A, "
+              f"{len(found['only_b'])} only in B, {len(found['shape'])} shape and {len(found['dtype'])} dtype changes")
+        for key in ("only_a", "only_b", "different"):
+            for name in found[key]:
+                print(f"  {key.replace('_', ' ')}: {name}")
+        for change in found["shape"] + found["dtype"]:
+            print(f"  changed {change['key']}: {change['a']} -> {change['b']}")
+        if "rules" in found:
+            print("inferred rules:\n" + yaml.safe_dump(found["rules"], sort_keys=False).rstrip())
+            for name in found["unexplained"]:
+                print(f"  no tensor of A explains {name}")
+    same = not any(found[k] for k in ("only_a", "only_b", "shape", "dtype", "different"))
+    return 0 if same else 1
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import yaml
+
+    from compat.keydiff import convert, diff, open_checkpoint
+    from compat.rules import RuleSet
+
+    try:
+        try:
+            data = yaml.safe_load(args.rules.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise CompatError(f"{args.rules}: cannot read the rules: {exc}") from None
+        rules = RuleSet.from_data(data, str(args.rules))
+        convert(open_checkpoint(args.checkpoint), rules, args.out,
+                {"compat.rules": json.dumps(rules.to_data()), "compat.source": str(args.checkpoint)})
+        print(f"compat: wrote {args.out}")
+        if args.verify:
+            found = diff(open_checkpoint(args.out), open_checkpoint(args.verify))
+            problems = {k: found[k] for k in ("only_a", "only_b", "shape", "dtype", "different") if found[k]}
+            if problems:
+                print(f"compat: {args.out} differs from {args.verify}: {json.dumps(problems)[:2000]}")
+                return 1
+            print(f"compat: verified: all {len(found['equal'])} tensors equal {args.verify} bit for bit")
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
