@@ -25,7 +25,7 @@ import numpy as np
 
 from compat.checkpoint import write
 from compat.keydiff import open_checkpoint
-from compat.rules import RuleSet
+from compat.envside.rules import RuleSet
 
 TENSOR_MB = 64
 

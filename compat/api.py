@@ -110,6 +110,9 @@ def bisect(library_name: str, recipe: str, good: str, bad: str, matrix_path: Pat
                                    index, cache_dir)
     envs = env_plans(library, versions, releases)
     cells = [Cell(library.name, recipe, good, v) for v in versions]
+    # the release that changed the behaviour, not the one a conversion rule papers over
+    library = dataclasses.replace(library, rules=())
+    matrix = dataclasses.replace(matrix, libraries={**matrix.libraries, library.name: library})
     plan = Plan(matrix, envs, cells, {library.name: releases})
     run = Run(plan, EnvironmentBuilder(cache_dir, index), cache_dir, options)
     results: dict[str, CellResult] = {}
@@ -164,10 +167,11 @@ def check(checkpoint: Path, against: list[str], library_name: str | None = None,
     run = Run(plan, builder, cache_dir, options, user=user)
     results = run.execute()
     # where keys moved, try the renames they suggest: a cell that then agrees is "converted", with the rule
-    renames = {r.cell: rule for r in results if r.verdict == "incompatible" and (rule := infer_renames(r.finding))}
-    if renames:
-        retried = {r.cell: r for r in Run(plan, builder, cache_dir, options, user=user, renames=renames).execute(
-            {(cell.library, cell.consumer) for cell in renames}) if r.cell in renames}
+    rules = {r.cell: {"rename": renames} for r in results
+             if r.verdict == "incompatible" and (renames := infer_renames(r.finding))}
+    if rules:
+        retried = {r.cell: r for r in Run(plan, builder, cache_dir, options, user=user, rules=rules).execute(
+            {(cell.library, cell.consumer) for cell in rules}) if r.cell in rules}
         for index_, result in enumerate(results):
             attempt = retried.get(result.cell)
             if attempt is not None and attempt.verdict == "converted":

@@ -183,7 +183,7 @@ def _convert(args: argparse.Namespace) -> int:
     import yaml
 
     from compat.keydiff import convert, diff, open_checkpoint
-    from compat.rules import RuleSet
+    from compat.envside.rules import RuleSet
 
     try:
         try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compat.checkpoint import CheckpointError, SafetensorsFile, TensorInfo
-from compat.rules import RuleSet, transform
+from compat.envside.rules import RuleSet, transform
 
 CHUNK = 1 << 24
 

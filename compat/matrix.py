@@ -103,6 +103,22 @@ def _contains(specifier: SpecifierSet, version: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ConversionRule:
+    """A rule that makes a producer range's checkpoints load in a consumer range (cells become ``converted``)."""
+
+    producers: SpecifierSet
+    consumers: SpecifierSet
+    recipes: tuple[str, ...] | None
+    rule: dict  # RuleSet data (compat.envside.rules)
+    why: str
+    where: str
+
+    def covers(self, recipe: str, producer: str, consumer: str) -> bool:
+        return ((self.recipes is None or recipe in self.recipes)
+                and _contains(self.producers, producer) and _contains(self.consumers, consumer))
+
+
+@dataclass(frozen=True)
 class LibrarySpec:
     name: str
     package: str
@@ -113,10 +129,14 @@ class LibrarySpec:
     pins: tuple[Pin, ...] = ()
     known_breaks: tuple[KnownBreak, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
+    rules: tuple[ConversionRule, ...] = ()
 
     def pins_for(self, version: str) -> tuple[str, ...]:
         return tuple(r for pin in self.pins if pin.versions.contains(version, prereleases=True)
                      for r in pin.requirements)
+
+    def rule_for(self, recipe: str, producer: str, consumer: str) -> ConversionRule | None:
+        return next((r for r in self.rules if r.covers(recipe, producer, consumer)), None)
 
     def known_break(self, recipe: str, producer: str, consumer: str) -> KnownBreak | None:
         """The first declaration covering the cell (a matrix asks this for every one of its cells)."""
@@ -228,7 +248,7 @@ class _Validator:
         return Tolerance(**{**base.__dict__, **{k: v for k, v in numbers.items() if v is not None}})
 
     def library(self, name: str, raw: Any, at: tuple, tolerance: Tolerance, timeout: float) -> LibrarySpec | None:
-        allowed = {"package", "import", "fixtures", "versions", "recipes", "pins", "known_breaks", "timeout"}
+        allowed = {"package", "import", "fixtures", "versions", "recipes", "pins", "known_breaks", "rules", "timeout"}
         raw = self.mapping(raw, at, allowed, {"import", "versions", "recipes"})
         if not raw:
             return None
@@ -245,7 +265,7 @@ class _Validator:
             recipes=self.recipes(raw["recipes"], at + ("recipes",), tolerance) if "recipes" in raw else {},
             pins=self.pins(raw.get("pins", []), at + ("pins",)),
             known_breaks=self.known_breaks(raw.get("known_breaks", []), at + ("known_breaks",)),
-            timeout=timeout)
+            timeout=timeout, rules=self.rules(raw.get("rules", []), at + ("rules",)))
 
     def versions(self, raw: Any, at: tuple) -> tuple[VersionSelector, ...]:
         if not isinstance(raw, list) or not raw:
@@ -321,6 +341,34 @@ class _Validator:
             if spec is not None and why:
                 pins.append(Pin(spec, tuple(map(str, requirements)), why))
         return tuple(pins)
+
+    def rules(self, raw: Any, at: tuple) -> tuple[ConversionRule, ...]:
+        from compat.envside.rules import RuleError, RuleSet
+
+        if not isinstance(raw, list):
+            self.problem(at, f"expected a list of conversion rules, got {_kind(raw)}")
+            return ()
+        rules = []
+        for index, item in enumerate(raw):
+            item_at = at + (index,)
+            item = self.mapping(item, item_at, {"producers", "consumers", "recipes", "rule", "why"},
+                                {"producers", "consumers", "rule", "why"})
+            producers = self.specifier(item.get("producers"), item_at + ("producers",))
+            consumers = self.specifier(item.get("consumers"), item_at + ("consumers",))
+            why = self.string(item.get("why"), item_at + ("why",))
+            recipes = item.get("recipes")
+            if recipes is not None and (not isinstance(recipes, list) or not all(isinstance(r, str) for r in recipes)):
+                self.problem(item_at + ("recipes",), f"expected a list of recipe names, got {_kind(recipes)}")
+                recipes = None
+            try:
+                rule = RuleSet.from_data(item.get("rule"), "rule").to_data() if "rule" in item else None
+            except RuleError as exc:
+                self.problem(item_at + ("rule",), str(exc))
+                rule = None
+            if producers is not None and consumers is not None and why and rule:
+                rules.append(ConversionRule(producers, consumers, tuple(recipes) if recipes else None, rule, why,
+                                            self.where(item_at)))
+        return tuple(rules)
 
     def known_breaks(self, raw: Any, at: tuple) -> tuple[KnownBreak, ...]:
         if not isinstance(raw, list):

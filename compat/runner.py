@@ -81,11 +81,11 @@ def code_hash(fixtures: Path) -> str:
 
 class Run:
     def __init__(self, plan: Plan, builder: EnvironmentBuilder, cache_dir: Path, options: RunOptions | None = None,
-                 user: dict | None = None, renames: dict[Cell, dict[str, str]] | None = None):
-        """``user`` (``{"name", "config", "checkpoint"}``) adds a recipe for a user's own checkpoint; ``renames``
-        gives cells a conversion rule (producer key -> consumer key) applied before loading."""
+                 user: dict | None = None, rules: dict[Cell, dict] | None = None):
+        """``user`` (``{"name", "config", "checkpoint"}``) adds a recipe for a user's own checkpoint; ``rules``
+        gives cells a conversion rule (``RuleSet`` data) applied before loading, over the matrix's own rules."""
         self.plan, self.builder, self.cache_dir, self.user = plan, builder, cache_dir, user
-        self.renames = renames or {}
+        self.rules = rules or {}
         self.options = options or RunOptions()
         self.env_keys = {key: builder.key(env.request) for key, env in plan.envs.items()}
         self.code = {name: code_hash(lib.fixtures) for name, lib in plan.matrix.libraries.items()}
@@ -110,10 +110,17 @@ class Run:
     @functools.lru_cache(maxsize=None)  # noqa: B019
     def result_path(self, cell: Cell) -> Path:
         artifact = self.artifact_dir(cell.library, cell.producer, cell.recipe)
-        rule = json.dumps(self.renames.get(cell), sort_keys=True) if cell in self.renames else ""
+        rule = self.rule_for(cell)
+        rule = json.dumps(rule, sort_keys=True) if rule else ""
         key = hashlib.sha256(f"{self.env_keys[(cell.library, cell.consumer)]}|{artifact.name}|"
                              f"{self.code[cell.library]}|{rule}".encode())
         return Path(os.path.join(self.cache_dir, "results", cell.library, cell.recipe, f"{key.hexdigest()[:24]}.json"))
+
+    def rule_for(self, cell: Cell) -> dict | None:
+        if cell in self.rules:
+            return self.rules[cell]
+        declared = self.plan.matrix.libraries[cell.library].rule_for(cell.recipe, cell.producer, cell.consumer)
+        return declared.rule if declared else None
 
     def _has_artifact(self, library: str, version: str, recipe: str) -> bool:
         return (self.artifact_dir(library, version, recipe) / "manifest.json").is_file()
@@ -240,7 +247,7 @@ class Run:
         command = {"cmd": "consume", "fixtures": str(library.fixtures), "user": self.user, "cells": [
             {"id": cell.id, "recipe": cell.recipe, "producer": cell.producer,
              "artifact": str(self.artifact_dir(cell.library, cell.producer, cell.recipe)),
-             "result": str(self.result_path(cell)), "renames": self.renames.get(cell)} for cell in cells]}
+             "result": str(self.result_path(cell)), "rule": self.rule_for(cell)} for cell in cells]}
         for cell in cells:
             self.result_path(cell).parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -55,9 +55,12 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
     changed_on_load = finding.get("tensors_changed_on_load", [])
     failing = {name: stats for name, stats in outputs.items() if not recipe.tolerance_for(name).allows(stats)}
     if finding.get("rule") and not failing:
-        renames = finding["rule"].get("rename", {})
+        rule = finding["rule"]
+        steps = [f"{len(rule[key])} {label}" for key, label in
+                 (("rename", "renames"), ("rename_patterns", "rename patterns"), ("transforms", "transforms"))
+                 if rule.get(key)]
         exact = "bitwise equal" if all(s.get("bitwise") for s in outputs.values()) else "within tolerance"
-        return "converted", f"loads after a rule ({len(renames)} renames); outputs {exact}"
+        return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}"
     if all(stats.get("bitwise") for stats in outputs.values()) and not changed_on_load:
         return "identical", "keys, tensors and outputs bitwise equal"
     if not failing:

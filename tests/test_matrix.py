@@ -99,3 +99,16 @@ def test_missing_file_and_missing_fixtures(tmp_path, write_matrix):
 def test_the_default_matrix_is_valid():
     matrix = load_matrix()
     assert "x-transformers" in matrix.libraries
+
+
+def test_conversion_rules_are_validated_and_matched(write_matrix):
+    rules = ("    rules:\n"
+             "      - {producers: '<0.33', consumers: '>=0.33', recipes: [decoder], why: net renamed to ff,\n"
+             "         rule: {rename_patterns: [{pattern: '\\.net\\.', replacement: '.ff.'}]}}\n")
+    matrix = load_matrix(write_matrix(GOOD.replace("    known_breaks:", rules + "    known_breaks:")))
+    library = matrix.libraries["x-transformers"]
+    assert library.rule_for("decoder", "0.30.0", "1.0.0").rule["rename_patterns"][0]["replacement"] == ".ff."
+    assert library.rule_for("encoder", "0.30.0", "1.0.0") is None
+    bad = rules.replace("rename_patterns", "rename_patternz")
+    with pytest.raises(MatrixError, match=r"rules\[0\]\.rule: rule: unknown field"):
+        load_matrix(write_matrix(GOOD.replace("    known_breaks:", bad + "    known_breaks:")))

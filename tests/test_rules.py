@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from safetensors.torch import load_file, save_file
 
 from compat.keydiff import convert, infer, open_checkpoint
-from compat.rules import RuleError, RuleSet
+from compat.envside.rules import RuleError, RuleSet
 
 OPS = st.sampled_from([None, "transpose", "swap_halves"])
 

@@ -101,7 +101,26 @@ def main() -> None:
             return artifact.write_unbuildable(folder, manifest, status, f"{describe(exc)}\n"
                                               + traceback.format_exc(limit=-3))
 
-    def consume(recipe, producer: str, folder: Path, renames: dict | None = None) -> dict:
+    def convert(state: dict, produced: dict, rule_data: dict) -> tuple[dict, dict]:
+        """The producer's tensors and key layout under a conversion rule (renames, then transforms)."""
+        from compat.envside.rules import RuleSet
+
+        rule = RuleSet.from_data(rule_data)
+        converted = {}
+        for key, tensor in state.items():
+            name = rule.new_name(key)
+            op = rule.op_for(name)
+            if op == "transpose":
+                tensor = tensor.T.contiguous()
+            elif op == "swap_halves":
+                half = tensor.shape[0] // 2
+                tensor = torch.cat([tensor[half:], tensor[:half]])
+            converted[name] = tensor
+        layout = {rule.new_name(key): dict(entry, shape=list(rule.new_shape(rule.new_name(key), entry["shape"])))
+                  for key, entry in produced.items()}
+        return converted, layout
+
+    def consume(recipe, producer: str, folder: Path, rule: dict | None = None) -> dict:
         manifest = artifact.read_manifest(folder)
         if manifest["status"] != "ok":
             return {"status": manifest["status"], "reason": f"producer {producer}: {manifest.get('reason', '')}"}
@@ -114,10 +133,9 @@ def main() -> None:
                     "reason": f"consumer cannot build it: {describe(exc)}\n" + traceback.format_exc(limit=-3)}
         state = artifact.read_tensors(folder, "model")
         produced = manifest["keys"]
-        if renames:  # a conversion rule: the producer's keys under the names this release expects
-            state = {renames.get(key, key): tensor for key, tensor in state.items()}
-            produced = {renames.get(key, key): layout for key, layout in produced.items()}
-        finding = {"status": "ok", "rule": {"rename": renames} if renames else None,
+        if rule:  # a conversion rule: the producer's tensors as this release expects them
+            state, produced = convert(state, produced, rule)
+        finding = {"status": "ok", "rule": rule or None,
                    "keys": compare.diff_keys(produced,
                                              artifact.key_layout(recipe.state_dict(model), with_digest=False))}
         try:
@@ -164,7 +182,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 try:
                     finding = consume(available[cell["recipe"]], cell["producer"], Path(cell["artifact"]),
-                                      cell.get("renames"))
+                                      cell.get("rule"))
                 except Exception as exc:  # noqa: BLE001
                     finding = {"status": "error", "reason": f"consuming: {describe(exc)}\n"
                                + traceback.format_exc(limit=-3)}

@@ -11,7 +11,9 @@ A rule set (YAML or the same dict in Python)::
       - {key: proj.weight, op: transpose}
 
 Transforms work on raw bytes (any dtype, bf16 included) viewed as unsigned integers of the dtype's width, so a
-conversion is exact by construction: a right rule gives a difference of exactly zero.
+conversion is exact by construction: a right rule gives a difference of exactly zero. This module runs on the host
+(``compat convert``) and inside release environments (a matrix cell with a rule), so it imports only the standard
+library and numpy.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from compat.checkpoint import ITEMSIZE
+from compat.envside.dtypes import ITEMSIZE
 from compat.errors import CompatError
 
 OPS = ("transpose", "swap_halves")
@@ -91,6 +93,13 @@ class RuleSet:
         for item in self.rename_patterns:
             name = re.sub(item["pattern"], item["replacement"], name)
         return name
+
+    def new_shape(self, name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape a tensor has after this rule (``name`` is its new name)."""
+        return tuple(reversed(shape)) if {"key": name, "op": "transpose"} in self.transforms else tuple(shape)
+
+    def op_for(self, name: str) -> str | None:
+        return next((t["op"] for t in self.transforms if t["key"] == name), None)
 
     def apply(self, tensors: list[tuple[str, str, tuple[int, ...]]], read: Callable[[str], bytes]
               ) -> tuple[list[tuple[str, str, tuple[int, ...]]], Iterator[bytes]]:
