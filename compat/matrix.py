@@ -342,6 +342,17 @@ class _Validator:
                 pins.append(Pin(spec, tuple(map(str, requirements)), why))
         return tuple(pins)
 
+    def cell_range(self, item: dict, item_at: tuple) -> tuple[SpecifierSet | None, SpecifierSet | None,
+                                                              tuple[str, ...] | None]:
+        """The producers, consumers and (optional) recipes a known break or a conversion rule covers."""
+        producers = self.specifier(item.get("producers"), item_at + ("producers",))
+        consumers = self.specifier(item.get("consumers"), item_at + ("consumers",))
+        recipes = item.get("recipes")
+        if recipes is not None and (not isinstance(recipes, list) or not all(isinstance(r, str) for r in recipes)):
+            self.problem(item_at + ("recipes",), f"expected a list of recipe names, got {_kind(recipes)}")
+            recipes = None
+        return producers, consumers, tuple(recipes) if recipes else None
+
     def rules(self, raw: Any, at: tuple) -> tuple[ConversionRule, ...]:
         from compat.envside.rules import RuleError, RuleSet
 
@@ -353,21 +364,15 @@ class _Validator:
             item_at = at + (index,)
             item = self.mapping(item, item_at, {"producers", "consumers", "recipes", "rule", "why"},
                                 {"producers", "consumers", "rule", "why"})
-            producers = self.specifier(item.get("producers"), item_at + ("producers",))
-            consumers = self.specifier(item.get("consumers"), item_at + ("consumers",))
+            producers, consumers, recipes = self.cell_range(item, item_at)
             why = self.string(item.get("why"), item_at + ("why",))
-            recipes = item.get("recipes")
-            if recipes is not None and (not isinstance(recipes, list) or not all(isinstance(r, str) for r in recipes)):
-                self.problem(item_at + ("recipes",), f"expected a list of recipe names, got {_kind(recipes)}")
-                recipes = None
             try:
                 rule = RuleSet.from_data(item.get("rule"), "rule").to_data() if "rule" in item else None
             except RuleError as exc:
                 self.problem(item_at + ("rule",), str(exc))
                 rule = None
             if producers is not None and consumers is not None and why and rule:
-                rules.append(ConversionRule(producers, consumers, tuple(recipes) if recipes else None, rule, why,
-                                            self.where(item_at)))
+                rules.append(ConversionRule(producers, consumers, recipes, rule, why, self.where(item_at)))
         return tuple(rules)
 
     def known_breaks(self, raw: Any, at: tuple) -> tuple[KnownBreak, ...]:
@@ -379,12 +384,7 @@ class _Validator:
             item_at = at + (index,)
             item = self.mapping(item, item_at, {"producers", "consumers", "recipes", "reason", "link", "upstream"},
                                 {"producers", "consumers", "reason"})
-            producers = self.specifier(item.get("producers"), item_at + ("producers",))
-            consumers = self.specifier(item.get("consumers"), item_at + ("consumers",))
-            recipes = item.get("recipes")
-            if recipes is not None and (not isinstance(recipes, list) or not all(isinstance(r, str) for r in recipes)):
-                self.problem(item_at + ("recipes",), f"expected a list of recipe names, got {_kind(recipes)}")
-                recipes = None
+            producers, consumers, recipes = self.cell_range(item, item_at)
             reason = self.string(item.get("reason"), item_at + ("reason",))
             link = item.get("link")
             if link is not None and not (isinstance(link, str) and link.startswith(("http://", "https://"))):
@@ -394,8 +394,7 @@ class _Validator:
             if upstream not in UPSTREAM:
                 self.problem(item_at + ("upstream",), f"expected one of {', '.join(UPSTREAM)}, got {upstream!r}")
             if producers is not None and consumers is not None and reason:
-                breaks.append(KnownBreak(producers, consumers, tuple(recipes) if recipes else None, reason, link,
-                                         upstream, self.where(item_at)))
+                breaks.append(KnownBreak(producers, consumers, recipes, reason, link, upstream, self.where(item_at)))
         return tuple(breaks)
 
 
