@@ -87,22 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     declare_parser.add_argument("--library", help="only this library")
     declare_parser.add_argument("--source", help="the library's repository URL, for links to upstream diffs")
     args = parser.parse_args(argv)
-    if args.command == "survey":
-        return _survey(args)
-    if args.command == "known-breaks":
-        return _known_breaks(args)
-    if args.command == "merge":
-        return _merge(args)
-    if args.command == "bisect":
-        return _bisect(args)
-    if args.command == "pins":
-        return _pins(args)
-    if args.command == "check":
-        return _check(args)
-    if args.command == "diff":
-        return _diff(args)
-    if args.command == "convert":
-        return _convert(args)
+    handlers = {"run": _run, "survey": _survey, "known-breaks": _known_breaks, "merge": _merge, "bisect": _bisect,
+                "pins": _pins, "check": _check, "diff": _diff, "convert": _convert}
+    return handlers[args.command](args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
