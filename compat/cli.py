@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _bisect(args: argparse.Namespace) -> int:
     from compat.bisect import expected_builds
-    from compat.report import _details
+    from compat.report import evidence_lines
 
     try:
         found = bisect(args.library, args.recipe, args.good, args.bad, args.matrix, args.cache_dir)
@@ -126,7 +126,7 @@ def _bisect(args: argparse.Namespace) -> int:
     print(f"compat: first release with another verdict: {found.first} (uploaded {found.uploaded[:10]}): "
           f"{before} -> {found.result.underlying}")
     print(f"  {found.result.summary}")
-    for line in _details(found.result.finding):
+    for line in evidence_lines(found.result.finding):
         print(f"  {line}")
     print(f"compat: environments built or reused: {found.environments_used} "
           f"(bound: 2 ends + ceil(log2) = {expected_builds(found.candidates)})")
@@ -201,7 +201,7 @@ def _check(args: argparse.Namespace) -> int:
     import yaml
 
     from compat.declare import renamed_pairs
-    from compat.report import _details, build_report
+    from compat.report import evidence_lines, build_report
 
     try:
         config = None
@@ -220,7 +220,7 @@ def _check(args: argparse.Namespace) -> int:
     rules = {}
     for result in results:
         print(f"{result.cell.producer} -> {result.cell.consumer}: {result.verdict}: {result.summary}")
-        for line in _details(result.finding):
+        for line in evidence_lines(result.finding):
             print(f"    {line}")
         rule = (result.finding.get("rule") or {}).get("rename")
         if result.verdict == "converted" and rule:

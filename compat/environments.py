@@ -94,7 +94,6 @@ class Environment:
     strategy: str = ""
     lock: dict[str, str] = field(default_factory=dict)
     attempts: list[dict] = field(default_factory=list)
-    error: str | None = None
     fresh: bool = False  # built by this process (not found in the cache)
 
     @property
@@ -103,7 +102,7 @@ class Environment:
 
     def record(self) -> dict:
         return {"key": self.key, "strategy": self.strategy, "lock": self.lock, "attempts": self.attempts,
-                "pins": list(self.request.pins), "error": self.error}
+                "pins": list(self.request.pins)}
 
 
 @contextmanager

@@ -320,12 +320,8 @@ class _Validator:
         return recipes
 
     def pins(self, raw: Any, at: tuple) -> tuple[Pin, ...]:
-        if not isinstance(raw, list):
-            self.problem(at, f"expected a list of {{versions, requirements, why}}, got {_kind(raw)}")
-            return ()
         pins = []
-        for index, item in enumerate(raw):
-            item_at = at + (index,)
+        for item_at, item in self.entries(raw, at, "{versions, requirements, why}"):
             item = self.mapping(item, item_at, {"versions", "requirements", "why"}, {"versions", "requirements", "why"})
             spec = self.specifier(item.get("versions"), item_at + ("versions",))
             requirements = item.get("requirements")
@@ -342,6 +338,13 @@ class _Validator:
                 pins.append(Pin(spec, tuple(map(str, requirements)), why))
         return tuple(pins)
 
+    def entries(self, raw: Any, at: tuple, what: str) -> list[tuple[tuple, Any]]:
+        """(path, item) for each item of a list field; a field that is not a list is one problem and no items."""
+        if not isinstance(raw, list):
+            self.problem(at, f"expected a list of {what}, got {_kind(raw)}")
+            return []
+        return [(at + (index,), item) for index, item in enumerate(raw)]
+
     def cell_range(self, item: dict, item_at: tuple) -> tuple[SpecifierSet | None, SpecifierSet | None,
                                                               tuple[str, ...] | None]:
         """The producers, consumers and (optional) recipes a known break or a conversion rule covers."""
@@ -356,12 +359,8 @@ class _Validator:
     def rules(self, raw: Any, at: tuple) -> tuple[ConversionRule, ...]:
         from compat.envside.rules import RuleError, RuleSet
 
-        if not isinstance(raw, list):
-            self.problem(at, f"expected a list of conversion rules, got {_kind(raw)}")
-            return ()
         rules = []
-        for index, item in enumerate(raw):
-            item_at = at + (index,)
+        for item_at, item in self.entries(raw, at, "conversion rules"):
             item = self.mapping(item, item_at, {"producers", "consumers", "recipes", "rule", "why"},
                                 {"producers", "consumers", "rule", "why"})
             producers, consumers, recipes = self.cell_range(item, item_at)
@@ -376,12 +375,8 @@ class _Validator:
         return tuple(rules)
 
     def known_breaks(self, raw: Any, at: tuple) -> tuple[KnownBreak, ...]:
-        if not isinstance(raw, list):
-            self.problem(at, f"expected a list of known breaks, got {_kind(raw)}")
-            return ()
         breaks = []
-        for index, item in enumerate(raw):
-            item_at = at + (index,)
+        for item_at, item in self.entries(raw, at, "known breaks"):
             item = self.mapping(item, item_at, {"producers", "consumers", "recipes", "reason", "link", "upstream"},
                                 {"producers", "consumers", "reason"})
             producers, consumers, recipes = self.cell_range(item, item_at)

@@ -47,9 +47,6 @@ class Plan:
     cells: list[Cell]
     releases: dict[str, list[Release]] = field(default_factory=dict)
 
-    def env_of(self, library: str, version: str) -> EnvPlan:
-        return self.envs[(library, version)]
-
     def versions(self, library: str) -> list[str]:
         return [v for (lib, v) in self.envs if lib == library]
 

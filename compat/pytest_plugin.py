@@ -163,10 +163,10 @@ def _result_for(config: pytest.Config, cell) -> CellResult:
 
 
 def _evidence(result: CellResult) -> str:
-    from compat.report import _details
+    from compat.report import evidence_lines
 
     lines = [f"{result.cell.id}: {result.verdict}: {result.summary}"]
-    lines += _details(result.finding)
+    lines += evidence_lines(result.finding)
     return "\n".join(lines)
 
 

@@ -142,7 +142,7 @@ def markdown(report: dict) -> str:
                       f"upstream: {known['upstream']}" + (f"; {known['link']}" if known.get("link") else "")
                       + f"; declared at `{known['declared_at']}`", "",
                       f"Example `{members[0]['id']}`: {members[0]['summary']}", ""]
-            details = _details(members[0]["evidence"])
+            details = evidence_lines(members[0]["evidence"])
             if details:
                 lines += ["```", *details, "```", ""]
     evidence = [c for c in cells if c["verdict"] not in ("identical", "known-break") or c.get("stale_known_break")]
@@ -186,13 +186,14 @@ def _evidence_markdown(cell: dict) -> list[str]:
                   ""]
     if cell.get("stale_known_break"):
         lines += ["**This cell is declared as a known break but no longer breaks: update the matrix.**", ""]
-    details = _details(cell["evidence"])
+    details = evidence_lines(cell["evidence"])
     if details:
         lines += ["```", *details, "```", ""]
     return lines
 
 
-def _details(evidence: dict, limit: int = 12) -> list[str]:
+def evidence_lines(evidence: dict, limit: int = 12) -> list[str]:
+    """A cell's evidence as lines a person reads: keys, shapes, statistics, and the library's own errors verbatim."""
     lines = []
     keys = evidence.get("keys", {})
     for field in ("missing", "unexpected"):
@@ -315,7 +316,7 @@ def html_page(report: dict) -> str:
                      f"({len(members)} cells: {esc(underneath)})</summary><p>recipes: "
                      f"{esc(', '.join(group['recipes']))}; upstream: {esc(known['upstream'])}{link}; declared at "
                      f"<code>{esc(known['declared_at'])}</code></p><p>Example <code>{esc(members[0]['id'])}</code>: "
-                     f"{esc(members[0]['summary'])}</p><pre>{esc(chr(10).join(_details(members[0]['evidence'])))}"
+                     f"{esc(members[0]['summary'])}</p><pre>{esc(chr(10).join(evidence_lines(members[0]['evidence'])))}"
                      "</pre></details>")
     parts.append("<h2>Evidence</h2>")
     for cell in sorted((c for c in cells if c["verdict"] not in ("identical", "known-break")
@@ -323,6 +324,6 @@ def html_page(report: dict) -> str:
         parts.append(f"<details class='evidence' id='{_anchor(cell['id'])}' data-library='{esc(cell['library'])}' "
                      f"data-recipe='{esc(cell['recipe'])}' data-verdicts='{esc(cell['verdict'])}'><summary>"
                      f"<code>{esc(cell['id'])}</code>: <b>{esc(cell['verdict'])}</b> {esc(cell['summary'])}</summary>")
-        parts.append("<pre>" + esc("\n".join(_details(cell["evidence"]))) + "</pre></details>")
+        parts.append("<pre>" + esc("\n".join(evidence_lines(cell["evidence"]))) + "</pre></details>")
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(parts)

@@ -11,14 +11,13 @@ training environment::
 from __future__ import annotations
 
 import json
-import struct
 from importlib import metadata
 from pathlib import Path
 
+from compat.checkpoint import SafetensorsFile
 from compat.errors import CompatError
 
 PREFIX = "compat."
-MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 
 def save_stamped(tensors: dict, path: str | Path, library: str, config: dict, package: str | None = None) -> None:
@@ -31,22 +30,8 @@ def save_stamped(tensors: dict, path: str | Path, library: str, config: dict, pa
 
 
 def read_stamp(path: str | Path) -> dict:
-    """compat's metadata from a safetensors file's header (read without loading any tensor): may be empty."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            if len(head) != 8:
-                raise CompatError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
-            (size,) = struct.unpack("<Q", head)
-            if size > MAX_HEADER or size > path.stat().st_size - 8:
-                raise CompatError(f"{path}: not a safetensors file (header length {size} out of range)")
-            header = json.loads(handle.read(size))
-    except OSError as exc:
-        raise CompatError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CompatError(f"{path}: not a safetensors file (header is not JSON: {exc})") from None
-    found = header.get("__metadata__") or {} if isinstance(header, dict) else {}
+    """compat's metadata from a safetensors file's header (validated, no tensor read): may be empty."""
+    found = SafetensorsFile(path).metadata
     stamp = {key[len(PREFIX):]: value for key, value in found.items() if key.startswith(PREFIX)}
     if "config" in stamp:
         try:

@@ -69,8 +69,8 @@ def test_check_needs_no_arguments_beyond_the_targets_and_converts_moved_keys(che
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"", "shorter than its 8-byte header"), (b"\xff" * 16, "header length"),
-    ((5).to_bytes(8, "little") + b"{nope", "header is not JSON"),
+    (b"", "shorter than the 8-byte header"), (b"\xff" * 16, "header length"),
+    ((5).to_bytes(8, "little") + b"{nope", "header is not valid JSON"),
 ])
 def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path, content, message):
     path = tmp_path / "bad.safetensors"
