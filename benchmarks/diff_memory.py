@@ -37,10 +37,11 @@ def make_pair(folder: Path, gb: float) -> tuple[Path, Path, int]:
     layout = [(f"layers.{i}.weight", "F32", shape) for i in range(count)]
     a = folder / "a.safetensors"
     write(a, layout, (rng.standard_normal(shape, dtype=np.float32).tobytes() for _ in layout))
-    rules = RuleSet(rename={f"layers.{i}.weight": f"blocks.{i}.weight" for i in range(0, count, 7)},
-                    transforms=[{"key": "blocks.0.weight", "op": "transpose"}])
+    rules = RuleSet.from_data({"rename": {f"layers.{i}.weight": f"blocks.{i}.weight" for i in range(0, count, 7)},
+                               "steps": [{"key": "blocks.0.weight", "op": "transpose"}]})
     source = open_checkpoint(a)
-    new_layout, data = rules.apply(source.layout(), source.read)
+    conversion = rules.apply(source.layout(), source.read)
+    new_layout, data = conversion.layout, conversion.tensors()
 
     def changed():
         for index, chunk in enumerate(data):
@@ -94,23 +95,24 @@ def main() -> None:
         rng = np.random.default_rng(1)
         layout = [(f"model.layers.{i // 10}.block.{i % 10}.weight", "F32", (32, 48)) for i in range(2000)]
         write(many, layout, (rng.standard_normal((32, 48), dtype=np.float32).tobytes() for _ in layout))
-        rules = RuleSet(rename={name: name.replace("block", "mlp") for name, _, _ in layout[::3]})
-        rules.transforms = [{"key": rules.new_name(layout[i][0]), "op": "swap_halves"} for i in range(1, 2000, 5)]
+        renames = {name: name.replace("block", "mlp") for name, _, _ in layout[::3]}
+        swapped = [{"key": renames.get(layout[i][0], layout[i][0]), "op": "swap_halves"} for i in range(1, 2000, 5)]
+        rules = RuleSet.from_data({"rename": renames, "steps": swapped})
         source = open_checkpoint(many)
-        new_layout, data = rules.apply(source.layout(), source.read)
+        conversion = rules.apply(source.layout(), source.read)
         moved = folder / "moved.safetensors"
-        write(moved, new_layout, data)
-        code = ("import sys, time\nfrom compat.keydiff import open_checkpoint, infer\n"
+        write(moved, conversion.layout, conversion.tensors())
+        code = ("import sys, time\nfrom compat.keydiff import open_checkpoint\nfrom compat.inference import infer\n"
                 "a, b = open_checkpoint(sys.argv[1]), open_checkpoint(sys.argv[2])\n"
                 "t = time.perf_counter(); [a.read(n) for n in a.entries]; [b.read(n) for n in b.entries]\n"
                 "r = time.perf_counter() - t; t = time.perf_counter(); rules, left = infer(a, b)\n"
-                "print(r, time.perf_counter() - t, len(rules.rename), len(rules.transforms), len(left))")
+                "print(r, time.perf_counter() - t, len(rules.renames), len(rules.steps) - 1, len(left))")
         out = subprocess.run([sys.executable, "-c", code, str(many), str(moved)], capture_output=True, text=True,
                              check=True).stdout.split()
         read_many, infer_s = float(out[0]), float(out[1])
         print(f"inference on 2,000 tensors: {infer_s:.2f} s in all, reading them {read_many:.2f} s, "
               f"{infer_s - read_many:.2f} s beyond reading; found {out[2]} renames and {out[3]} transforms "
-              f"({len(rules.rename)} and {len(rules.transforms)} applied), {out[4]} unexplained")
+              f"({len(renames)} and {len(swapped)} applied), {out[4]} unexplained")
 
 
 if __name__ == "__main__":

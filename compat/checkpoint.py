@@ -46,8 +46,8 @@ class SafetensorsFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if self.path.suffix in PICKLE_SUFFIXES:
-            raise CheckpointError(f"{self.path}: a pickle-based checkpoint; compat reads .safetensors only "
-                                  "(convert it where you trust it, with torch.load(weights_only=True))")
+            raise CheckpointError(f"{self.path}: a pickle-based checkpoint; compat reads .safetensors only; "
+                                  "pass --allow-pickle to load it with torch.load(weights_only=True)")
         self.metadata, self.tensors = _read_header(self.path)
 
     def __iter__(self) -> Iterator[TensorInfo]:

@@ -72,11 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     diff_parser.add_argument("--infer", action="store_true", help="match tensors by content and propose rules")
     diff_parser.add_argument("--json", action="store_true", help="print JSON")
     diff_parser.add_argument("--rules-out", type=Path, help="write the inferred rule set (YAML)")
+    diff_parser.add_argument("--allow-pickle", action="store_true",
+                             help="read .bin/.pt/.ckpt files, with torch.load(weights_only=True)")
     convert_parser = commands.add_parser("convert", help="apply a rule set to a checkpoint")
     convert_parser.add_argument("checkpoint", type=Path)
     convert_parser.add_argument("--rules", type=Path, required=True)
     convert_parser.add_argument("-o", "--out", type=Path, required=True)
-    convert_parser.add_argument("--verify", type=Path, help="a reference checkpoint the result must equal bitwise")
+    convert_parser.add_argument("--verify", type=Path, help="a reference checkpoint the result must equal bitwise "
+                                "(or within --atol/--rtol)")
+    convert_parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for --verify")
+    convert_parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for --verify "
+                                "(times the reference tensor's largest absolute value)")
+    convert_parser.add_argument("--allow-pickle", action="store_true",
+                                help="read a .bin/.pt/.ckpt source, with torch.load(weights_only=True)")
     merge_parser = commands.add_parser("merge", help="merge shard reports of one matrix into one report")
     merge_parser.add_argument("reports", type=Path, nargs="+", help="report.json files (or folders holding one)")
     merge_parser.add_argument("--out", default="report", help="report folder (default: report/)")
@@ -138,10 +146,11 @@ def _diff(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from compat.keydiff import diff, infer, open_checkpoint
+    from compat.inference import infer
+    from compat.keydiff import diff, open_checkpoint
 
     try:
-        a, b = open_checkpoint(args.a), open_checkpoint(args.b)
+        a, b = open_checkpoint(args.a, args.allow_pickle), open_checkpoint(args.b, args.allow_pickle)
         found = diff(a, b)
         if args.infer:
             rules, unexplained = infer(a, b)
@@ -172,7 +181,7 @@ def _diff(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     import yaml
 
-    from compat.keydiff import convert, diff, open_checkpoint
+    from compat.keydiff import convert, open_checkpoint
     from compat.envside.rules import RuleSet
 
     try:
@@ -181,19 +190,44 @@ def _convert(args: argparse.Namespace) -> int:
         except (OSError, yaml.YAMLError) as exc:
             raise CompatError(f"{args.rules}: cannot read the rules: {exc}") from None
         rules = RuleSet.from_data(data, str(args.rules))
-        convert(open_checkpoint(args.checkpoint), rules, args.out,
-                {"compat.rules": json.dumps(rules.to_data()), "compat.source": str(args.checkpoint)})
-        print(f"compat: wrote {args.out}")
+        conversion = convert(open_checkpoint(args.checkpoint, args.allow_pickle), rules, args.out,
+                             {"compat.rules": json.dumps(rules.to_data()), "compat.source": str(args.checkpoint)})
+        print(f"compat: wrote {args.out} ({len(conversion.layout)} tensors)")
+        for note in conversion.notes:
+            print(f"compat: {note}")
         if args.verify:
-            found = diff(open_checkpoint(args.out), open_checkpoint(args.verify))
-            problems = {k: found[k] for k in ("only_a", "only_b", "shape", "dtype", "different") if found[k]}
-            if problems:
-                print(f"compat: {args.out} differs from {args.verify}: {json.dumps(problems)[:2000]}")
-                return 1
-            print(f"compat: verified: all {len(found['equal'])} tensors equal {args.verify} bit for bit")
+            return _verify(args)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """0 when the converted file equals the reference: bitwise, or within the tolerances where some were given."""
+    from compat.keydiff import diff, max_difference, open_checkpoint
+
+    result, reference = open_checkpoint(args.out), open_checkpoint(args.verify)
+    found = diff(result, reference)
+    problems = {k: found[k] for k in ("only_a", "only_b", "shape", "dtype") if found[k]}
+    within, beyond = [], []
+    for name in found["different"]:
+        worst, scale = max_difference(result, reference, name)
+        limit = args.atol + args.rtol * scale
+        (within if args.atol + args.rtol > 0 and worst <= limit else beyond).append((name, worst, limit))
+    if beyond:
+        problems["different"] = [f"{name}: max abs {worst:.3g} (allowed {limit:.3g})" for name, worst, limit in beyond]
+    if problems:
+        print(f"compat: {args.out} differs from {args.verify}:")
+        for kind, items in problems.items():
+            for item in items[:50]:
+                print(f"  {kind.replace('_', ' ')}: {item}")
+        return 1
+    if within:
+        print(f"compat: verified: {len(found['equal'])} tensors equal {args.verify} bit for bit, {len(within)} within "
+              f"tolerance (largest difference {max(w for _, w, _ in within):.3g})")
+    else:
+        print(f"compat: verified: all {len(found['equal'])} tensors equal {args.verify} bit for bit")
     return 0
 
 

@@ -1,25 +1,26 @@
-"""Diff two checkpoints, and infer the rule set that turns one into the other from the tensors' contents.
+"""Open checkpoints, diff them key by key and byte by byte, and convert one with a rule set.
 
-Inputs are ``.safetensors`` files, ``save_pretrained`` folders (every ``*.safetensors`` inside), or sharded checkpoints
-(a ``*.index.json`` whose ``weight_map`` names the shards). Tensors are read and digested one at a time.
-
-Inference matches by content, not by name: for every tensor of A it digests the raw bytes and the canonical
-transforms (transposed, halves swapped); a tensor of B whose digest equals one of those is that tensor of A, renamed
-and transformed. Where several tensors of A have the same contents (zeros, ones), the most similar name wins.
+Inputs are ``.safetensors`` files, ``save_pretrained`` folders (every ``*.safetensors`` inside), sharded checkpoints
+(a ``*.index.json`` whose ``weight_map`` names the shards) and compat artifacts (their ``model.safetensors``). Tensors
+are read one at a time; inference of a rule set lives in ``compat.inference``.
 """
 
 from __future__ import annotations
 
-import difflib
+import atexit
 import hashlib
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from compat.checkpoint import CheckpointError, SafetensorsFile, TensorInfo
-from compat.envside.rules import RuleSet, transform
+from compat.checkpoint import PICKLE_SUFFIXES, CheckpointError, SafetensorsFile, TensorInfo, write
+from compat.envside.dtypes import ITEMSIZE
+from compat.envside.rules import Conversion, RuleSet
 
-CHUNK = 1 << 24
+CHUNK = 1 << 20  # pieces that stay in the CPU cache between read and compare: faster than `cat` (benchmarks/)
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Checkpoint:
     def digest(self, name: str) -> str:
         """Content digest of one tensor, read in bounded pieces."""
         file, info = self.entries[name]
-        hasher = _hasher(info.dtype, info.shape)
+        hasher = _hasher(info.dtype)
         for piece in file.chunks(name):
             hasher.update(piece)
         return hasher.hexdigest()
@@ -43,11 +44,19 @@ class Checkpoint:
         return [(name, info.dtype, info.shape) for name, (_, info) in self.entries.items()]
 
 
-def open_checkpoint(path: str | Path) -> Checkpoint:
+def open_checkpoint(path: str | Path, allow_pickle: bool = False) -> Checkpoint:
+    """A checkpoint from a file, a folder, an index or a compat artifact. Pickle-based files only with
+    ``allow_pickle``, and then through ``torch.load(weights_only=True)`` into a temporary ``.safetensors``."""
     path = Path(path)
-    if path.is_dir():
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    if path.is_dir() and (path / "manifest.json").exists():
+        files = [_artifact_model(path)]
+    elif path.is_dir():
         indexes = sorted(path.glob("*.safetensors.index.json"))
         files = _from_index(indexes[0]) if indexes else sorted(path.glob("*.safetensors"))
+    elif path.suffix in PICKLE_SUFFIXES and allow_pickle:
+        files = [_pickle_to_safetensors(path)]
     elif path.name.endswith(".index.json"):
         files = _from_index(path)
     else:
@@ -63,6 +72,65 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path, entries)
 
 
+def _artifact_model(folder: Path) -> Path:
+    """The weights of a compat artifact, after checking its manifest agrees with them (a manifest is input too)."""
+    where = folder / "manifest.json"
+    try:
+        manifest = json.loads(where.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{where}: not a compat manifest ({exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("status"), str):
+        raise CheckpointError(f"{where}: a manifest is an object with a status")
+    if manifest["status"] != "ok":
+        raise CheckpointError(f"{folder}: the release could not produce this artifact ({manifest['status']}): "
+                              f"{str(manifest.get('reason', ''))[:300]}")
+    keys = manifest.get("keys")
+    if not isinstance(keys, dict) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("shape"), list) and isinstance(entry.get("dtype"), str)
+            and all(type(d) is int and d >= 0 for d in entry["shape"]) for entry in keys.values()):
+        raise CheckpointError(f"{where}: keys must map each name to a shape (list of integers) and a dtype")
+    model = folder / "model.safetensors"
+    stored = {info.name: list(info.shape) for info in SafetensorsFile(model)}
+    declared = {name: entry["shape"] for name, entry in keys.items()}
+    if stored != declared:
+        wrong = sorted(set(stored) ^ set(declared) | {n for n in set(stored) & set(declared)
+                                                       if stored[n] != declared[n]})
+        raise CheckpointError(f"{where}: the manifest disagrees with model.safetensors on {', '.join(wrong[:5])}")
+    return model
+
+
+def _pickle_to_safetensors(path: Path) -> Path:
+    """Load a pickle checkpoint the safe way (tensors and plain containers only) and store it as safetensors."""
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError(f"{path}: reading a pickle checkpoint needs torch installed") from None
+    from compat.envside.artifact import SAFETENSORS_DTYPE
+
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # the legacy (non-zip) format cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - anything a hostile pickle raises is a refusal, named
+        raise CheckpointError(f"{path}: not loadable with torch.load(weights_only=True): "
+                              f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) and v.dtype in SAFETENSORS_DTYPE
+            for k, v in state.items()):
+        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
+    scratch = Path(tempfile.mkdtemp(prefix="compat-pickle-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    out = scratch / (path.stem + ".safetensors")
+    layout = [(k, SAFETENSORS_DTYPE[v.dtype], tuple(v.shape)) for k, v in state.items()]
+    write(out, layout, (v.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() for v in state.values()),
+          {"compat.source": str(path)})
+    return out
+
+
 def _from_index(index: Path) -> list[Path]:
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -71,21 +139,22 @@ def _from_index(index: Path) -> list[Path]:
         raise CheckpointError(f"{index}: not a sharded-checkpoint index ({exc})") from None
 
 
-def _hasher(dtype: str, shape: tuple[int, ...]):
+def _hasher(dtype: str):
+    """Digests cover dtype and bytes, not shape: a reshaped tensor has the digest of the original."""
     hasher = hashlib.blake2b(digest_size=16)
-    hasher.update(f"{dtype}|{list(shape)}|".encode())
+    hasher.update(f"{dtype}|".encode())
     return hasher
 
 
-def _digest(data: bytes, dtype: str, shape: tuple[int, ...]) -> str:
-    hasher = _hasher(dtype, shape)
+def _digest(data: bytes, dtype: str) -> str:
+    hasher = _hasher(dtype)
     hasher.update(data)
     return hasher.hexdigest()
 
 
-def _same_bytes(a: Checkpoint, b: Checkpoint, name: str) -> bool:
-    """Compare one tensor of A and B piece by piece into two reused buffers: close to the speed of reading, and
-    never more than two pieces in memory."""
+def _pieces(a: Checkpoint, b: Checkpoint, name: str) -> Iterator[tuple[bytearray, bytearray]]:
+    """One tensor of A and of B, piece by piece, read into two reused buffers: never more than two pieces in memory.
+    Pieces are bytearrays because comparing those is a memcmp (comparing memoryviews is 80 times slower)."""
     (file_a, info_a), (file_b, info_b) = a.entries[name], b.entries[name]
     buffer_a, buffer_b = bytearray(CHUNK), bytearray(CHUNK)
     view_a, view_b = memoryview(buffer_a), memoryview(buffer_b)
@@ -97,10 +166,30 @@ def _same_bytes(a: Checkpoint, b: Checkpoint, name: str) -> bool:
             size = min(CHUNK, left)
             if handle_a.readinto(view_a[:size]) != size or handle_b.readinto(view_b[:size]) != size:
                 raise CheckpointError(f"{name}: file truncated while reading")
-            if (buffer_a != buffer_b) if size == CHUNK else (buffer_a[:size] != buffer_b[:size]):
-                return False
+            yield (buffer_a, buffer_b) if size == CHUNK else (buffer_a[:size], buffer_b[:size])
             left -= size
-    return True
+
+
+def _same_bytes(a: Checkpoint, b: Checkpoint, name: str) -> bool:
+    return all(piece_a == piece_b for piece_a, piece_b in _pieces(a, b, name))
+
+
+def max_difference(a: Checkpoint, b: Checkpoint, name: str) -> tuple[float, float]:
+    """Largest absolute difference of one tensor between A and B, and B's largest absolute value (for rtol)."""
+    import numpy as np
+
+    from compat.envside.rules import UNSIGNED, decode
+
+    dtype = a.entries[name][1].dtype
+    width = UNSIGNED[ITEMSIZE[dtype]]
+    worst, scale = 0.0, 0.0
+    for piece_a, piece_b in _pieces(a, b, name):
+        values_a = decode(np.frombuffer(piece_a, dtype=width), dtype).astype(np.float64)
+        values_b = decode(np.frombuffer(piece_b, dtype=width), dtype).astype(np.float64)
+        if values_a.size:
+            worst = max(worst, float(np.max(np.abs(values_a - values_b))))
+            scale = max(scale, float(np.max(np.abs(values_b))))
+    return worst, scale
 
 
 def diff(a: Checkpoint, b: Checkpoint) -> dict:
@@ -119,37 +208,9 @@ def diff(a: Checkpoint, b: Checkpoint) -> dict:
     return result
 
 
-def infer(a: Checkpoint, b: Checkpoint) -> tuple[RuleSet, list[str]]:
-    """A rule set taking A to B, and the names in B it could not explain."""
-    candidates: dict[str, list[tuple[str, str | None]]] = {}
-    for name, dtype, shape in a.layout():
-        data = a.read(name)
-        variants = [(None, data, shape)]
-        if len(shape) == 2:
-            variants.append(("transpose", transform(data, dtype, shape, "transpose"), tuple(reversed(shape))))
-        if shape and shape[0] % 2 == 0 and shape[0] > 0:
-            variants.append(("swap_halves", transform(data, dtype, shape, "swap_halves"), shape))
-        for op, variant, variant_shape in variants:
-            candidates.setdefault(_digest(variant, dtype, variant_shape), []).append((name, op))
-    rules, unexplained, used = RuleSet(), [], set()
-    for name, dtype, shape in b.layout():
-        found = [c for c in candidates.get(b.digest(name), []) if c[0] not in used]
-        if not found:
-            unexplained.append(name)
-            continue
-        # prefer the same name, then no transform, then the most similar name
-        source, op = max(found, key=lambda c: (c[0] == name, c[1] is None,
-                                               difflib.SequenceMatcher(None, c[0], name).ratio()))
-        used.add(source)
-        if source != name:
-            rules.rename[source] = name
-        if op:
-            rules.transforms.append({"key": name, "op": op})
-    return rules, unexplained
-
-
-def convert(source: Checkpoint, rules: RuleSet, out: Path, metadata: dict[str, str] | None = None) -> None:
-    from compat.checkpoint import write
-
-    layout, data = rules.apply(source.layout(), source.read)
-    write(out, layout, data, metadata)
+def convert(source: Checkpoint, rules: RuleSet, out: Path, metadata: dict[str, str] | None = None) -> Conversion:
+    """Write ``source`` converted by ``rules`` to ``out``, one tensor at a time; the conversion's notes say what was
+    lost."""
+    conversion = rules.apply(source.layout(), source.read)
+    write(out, conversion.layout, conversion.tensors(), metadata)
+    return conversion

@@ -366,7 +366,8 @@ class _Validator:
             producers, consumers, recipes = self.cell_range(item, item_at)
             why = self.string(item.get("why"), item_at + ("why",))
             try:
-                rule = RuleSet.from_data(item.get("rule"), "rule").to_data() if "rule" in item else None
+                RuleSet.from_data(item.get("rule"), "rule")  # validated here; kept as written, for the report
+                rule = item.get("rule")
             except RuleError as exc:
                 self.problem(item_at + ("rule",), str(exc))
                 rule = None

@@ -204,6 +204,9 @@ def evidence_lines(evidence: dict, limit: int = 12) -> list[str]:
     for field in ("shape", "dtype"):
         for change in keys.get(field, [])[:limit]:
             lines.append(f"{field} {change['key']}: {change['producer']} -> {change['consumer']}")
+    if evidence.get("rule"):
+        lines.append(f"conversion rule: {json.dumps(evidence['rule'])[:600]}")
+    lines += [f"rule: {note}" for note in evidence.get("rule_notes", [])[:limit]]
     if evidence.get("tensors_changed_on_load"):
         lines.append(f"tensors changed on load: {', '.join(evidence['tensors_changed_on_load'][:limit])}")
     for name, stats in evidence.get("outputs", {}).items():

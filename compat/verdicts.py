@@ -57,10 +57,11 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
     if finding.get("rule") and not failing:
         rule = finding["rule"]
         steps = [f"{len(rule[key])} {label}" for key, label in
-                 (("rename", "renames"), ("rename_patterns", "rename patterns"), ("transforms", "transforms"))
-                 if rule.get(key)]
+                 (("rename", "renames"), ("rename_patterns", "rename patterns"), ("steps", "steps"),
+                  ("consumer_args", "constructor arguments")) if rule.get(key)]
         exact = "bitwise equal" if all(s.get("bitwise") for s in outputs.values()) else "within tolerance"
-        return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}"
+        lossy = f"; {len(finding['rule_notes'])} lossy or inexact step(s)" if finding.get("rule_notes") else ""
+        return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}{lossy}"
     if all(stats.get("bitwise") for stats in outputs.values()) and not changed_on_load:
         return "identical", "keys, tensors and outputs bitwise equal"
     if not failing:

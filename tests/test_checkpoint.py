@@ -76,3 +76,23 @@ def test_random_corruptions_end_in_checkpoint_error(tmp_path_factory, data):
             file.read_bytes(info.name)
     except CheckpointError:
         pass  # a clear error is the only acceptable failure
+
+
+def test_a_compat_artifact_is_read_as_its_model_and_its_manifest_is_checked(tmp_path):
+    from compat.keydiff import open_checkpoint
+
+    save_file({"w": torch.ones(2, 3)}, str(tmp_path / "model.safetensors"))
+    save_file({"x": torch.ones(1)}, str(tmp_path / "inputs.safetensors"))
+    manifest = {"status": "ok", "keys": {"w": {"shape": [2, 3], "dtype": "float32"}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert list(open_checkpoint(tmp_path).entries) == ["w"]
+    for bad, problem in [({"status": 1}, "object with a status"),
+                         (dict(manifest, keys={"w": {"shape": "2x3", "dtype": "float32"}}), "keys must map"),
+                         (dict(manifest, keys={"w": {"shape": [3, 2], "dtype": "float32"}}), "disagrees"),
+                         ({"status": "broken", "reason": "boom"}, "could not produce")]:
+        (tmp_path / "manifest.json").write_text(json.dumps(bad))
+        with pytest.raises(CheckpointError, match=problem):
+            open_checkpoint(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a compat manifest"):
+        open_checkpoint(tmp_path)

@@ -197,3 +197,23 @@ def test_loading_by_hand_agrees_with_the_verdict(three_releases, recipe, extra, 
         assert verdict == "identical"
     else:
         assert verdict == "diverged" and float(shown.split()[1]) > 1e-3
+
+
+def test_a_matrix_rule_converts_and_its_constructor_arguments_reach_the_consumer(tmp_path, cache_dir):
+    """net -> ff is a rule in matrix.yaml: the cell is `converted`; the same rename with a consumer argument that
+    builds a different model (longer positional table) proves the argument is applied on the consuming side."""
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "fixtures" / "x_transformers.py")
+    rename = "{rename_patterns: [{pattern: '\\.net\\.', replacement: '.ff.'}]"
+    rules = ("    rules:\n"
+             f"      - {{producers: '==0.30.0', consumers: '==0.33.0', recipes: [decoder], why: renamed,\n"
+             f"         rule: {rename}}}}}\n"
+             f"      - {{producers: '==0.30.0', consumers: '==0.33.0', recipes: [encoder], why: renamed,\n"
+             f"         rule: {rename}, consumer_args: {{max_seq_len: 24}}}}}}\n")
+    path = tmp_path / "m.yaml"
+    path.write_text(matrix_text(fixtures, ["decoder", "encoder"], ["0.30.0", "0.33.0"], rules))
+    _, results = run_matrix(path, cache_dir)
+    converted = results["x-transformers/decoder/0.30.0->0.33.0"]
+    assert converted.verdict == "converted", converted.summary
+    assert converted.finding["rule"]["rename_patterns"][0]["replacement"] == ".ff."
+    rebuilt = results["x-transformers/encoder/0.30.0->0.33.0"]
+    assert rebuilt.verdict == "incompatible" and "size mismatch" in rebuilt.finding["load_error"], rebuilt.summary

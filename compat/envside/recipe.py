@@ -52,9 +52,10 @@ class StateDictRecipe:
         self.name, self.config = name, dict(config)
         self._make, self._make_inputs, self._run, self._expect = make, make_inputs, run, expect
 
-    def build(self) -> torch.nn.Module:
+    def build(self, overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
+        """The model; ``overrides`` are constructor arguments a conversion rule sets for the consuming release."""
         try:
-            model = self._make(self.config)
+            model = self._make({**self.config, **(overrides or {})})
         except Exception as exc:
             if unsupported(exc):
                 raise NotApplicable(f"this release does not support it: {type(exc).__name__}: {exc}") from exc

@@ -64,6 +64,7 @@ def main() -> None:
         __import__(library_module)
     from compat.envside import artifact, compare
     from compat.envside.recipe import NotApplicable, load_recipes
+    from compat.envside.rules import RuleSet
 
     send("ready", import_seconds=time.perf_counter() - started, rss_mb=rss_mb(), torch=torch.__version__)
 
@@ -101,31 +102,23 @@ def main() -> None:
             return artifact.write_unbuildable(folder, manifest, status, f"{describe(exc)}\n"
                                               + traceback.format_exc(limit=-3))
 
-    def convert(state: dict, produced: dict, rule_data: dict) -> tuple[dict, dict]:
-        """The producer's tensors and key layout under a conversion rule (renames, then transforms)."""
-        from compat.envside.rules import RuleSet
-
-        rule = RuleSet.from_data(rule_data)
-        converted = {}
-        for key, tensor in state.items():
-            name = rule.new_name(key)
-            op = rule.op_for(name)
-            if op == "transpose":
-                tensor = tensor.T.contiguous()
-            elif op == "swap_halves":
-                half = tensor.shape[0] // 2
-                tensor = torch.cat([tensor[half:], tensor[:half]])
-            converted[name] = tensor
-        layout = {rule.new_name(key): dict(entry, shape=list(rule.new_shape(rule.new_name(key), entry["shape"])))
-                  for key, entry in produced.items()}
-        return converted, layout
+    def convert(state: dict, rule: RuleSet) -> tuple[dict, list[str]]:
+        """The producer's tensors as this release expects them, by the same byte-level engine as ``compat convert``;
+        and what the conversion lost."""
+        layout = [(key, artifact.SAFETENSORS_DTYPE[t.dtype], tuple(t.shape)) for key, t in state.items()]
+        conversion = rule.apply(layout, lambda key: state[key].contiguous().reshape(-1).view(torch.uint8)
+                                .numpy().tobytes())
+        converted = {name: artifact.tensor_from_bytes(data, dtype, shape)
+                     for (name, dtype, shape), data in zip(conversion.layout, conversion.tensors())}
+        return converted, conversion.notes
 
     def consume(recipe, producer: str, folder: Path, rule: dict | None = None) -> dict:
         manifest = artifact.read_manifest(folder)
         if manifest["status"] != "ok":
             return {"status": manifest["status"], "reason": f"producer {producer}: {manifest.get('reason', '')}"}
+        rules = RuleSet.from_data(rule) if rule else None
         try:
-            model = recipe.build()
+            model = recipe.build(rules.consumer_args if rules else None)
         except NotApplicable as exc:
             return {"status": "not-applicable", "reason": f"consumer: {exc}"}
         except Exception as exc:  # noqa: BLE001
@@ -133,11 +126,12 @@ def main() -> None:
                     "reason": f"consumer cannot build it: {describe(exc)}\n" + traceback.format_exc(limit=-3)}
         state = artifact.read_tensors(folder, "model")
         produced = manifest["keys"]
-        if rule:  # a conversion rule: the producer's tensors as this release expects them
-            state, produced = convert(state, produced, rule)
-        finding = {"status": "ok", "rule": rule or None,
-                   "keys": compare.diff_keys(produced,
-                                             artifact.key_layout(recipe.state_dict(model), with_digest=False))}
+        finding: dict = {"status": "ok", "rule": rule or None}
+        if rules:  # a conversion rule: the producer's tensors as this release expects them
+            state, finding["rule_notes"] = convert(state, rules)
+            produced = artifact.key_layout(state, with_digest=False)
+        finding["keys"] = compare.diff_keys(produced,
+                                            artifact.key_layout(recipe.state_dict(model), with_digest=False))
         try:
             recipe.load(model, state)
         except Exception as exc:  # noqa: BLE001
