@@ -204,6 +204,18 @@ def evidence_lines(evidence: dict, limit: int = 12) -> list[str]:
     for field in ("shape", "dtype"):
         for change in keys.get(field, [])[:limit]:
             lines.append(f"{field} {change['key']}: {change['producer']} -> {change['consumer']}")
+    config = evidence.get("config") or {}
+    for field, label in (("unknown_fields", "adapter config fields this release does not know"),
+                         ("new_fields", "fields this release has that the producer did not write")):
+        if config.get(field):
+            lines.append(f"{label}: {', '.join(config[field][:limit])}")
+    for name, change in (config.get("changed_defaults") or {}).items():
+        lines.append(f"default of {name} changed: {change['producer']!r} -> {change['consumer']!r}")
+    lines += [f"load warning: {message[:300]}" for message in evidence.get("load_warnings", [])[:limit]]
+    if evidence.get("adapter"):
+        own = evidence["adapter"].get("vs_own_base", {})
+        lines.append(f"adapter applied: {evidence['adapter'].get('applied')} (output vs this release's base: max abs "
+                     f"{own.get('max_abs')}, cosine {own.get('cosine')})")
     if evidence.get("rule"):
         lines.append(f"conversion rule: {json.dumps(evidence['rule'])[:600]}")
     lines += [f"rule: {note}" for note in evidence.get("rule_notes", [])[:limit]]

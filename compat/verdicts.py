@@ -44,7 +44,9 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
             finding.get("reason", "").strip().splitlines()[0]
     keys = finding.get("keys", {})
     key_problems = _key_summary(keys)
-    if finding.get("load_error") or key_problems:
+    # an adapter whose keys do not fit may still load (with a warning): what it then computes decides
+    loaded_adapter = "adapter" in finding and not finding.get("load_error")
+    if finding.get("load_error") or (key_problems and not loaded_adapter):
         load_error = (finding.get("load_error") or "").strip().splitlines()
         return "incompatible", "; ".join(filter(None, [key_problems, load_error[0] if load_error else ""]))
     if finding.get("forward_error"):
@@ -54,6 +56,15 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
         return "error", "no outputs were compared"
     changed_on_load = finding.get("tensors_changed_on_load", [])
     failing = {name: stats for name, stats in outputs.items() if not recipe.tolerance_for(name).allows(stats)}
+    adapter = finding.get("adapter")
+    if adapter and adapter.get("changed_output_in_producer") and not adapter.get("applied"):
+        warned = f"; the load warned: {finding['load_warnings'][0][:200]}" if finding.get("load_warnings") else \
+            "; the load did not warn"
+        keys_note = f" ({key_problems} adapter keys)" if key_problems else ""
+        return "diverged", f"adapter not applied{keys_note}: the output equals the base model's own output{warned}"
+    if adapter and "base" in failing:
+        return "diverged", ("the base model's output differs between the releases, so the adapter cannot be judged: "
+                            + _output_summary("base", failing["base"]))
     if finding.get("rule") and not failing:
         rule = finding["rule"]
         steps = [f"{len(rule[key])} {label}" for key, label in

@@ -52,3 +52,28 @@ def test_known_breaks_keep_the_verdict_underneath_and_go_stale():
     assert (silent.verdict, silent.underlying) == ("known-break", "diverged")
     healed = judge(finding(out=stats(0.0, bitwise=True)), RECIPE, known)
     assert healed.verdict == "identical" and healed.stale_known_break
+
+
+def adapter_finding(applied: bool, base_abs: float = 0.0, keys=CLEAN_KEYS) -> dict:
+    found = dict(finding(output=stats(0.0 if applied else 0.3, bitwise=applied),
+                         base=stats(base_abs, bitwise=base_abs == 0.0)), keys=keys,
+                 load_warnings=["UserWarning: Found missing adapter keys while loading the checkpoint: [...]"])
+    found["adapter"] = {"changed_output_in_producer": True, "applied": applied, "effect": 0.3 if applied else 1e-6,
+                        "effect_in_producer": 0.3}
+    return found
+
+
+def test_an_adapter_that_loads_but_is_not_applied_is_diverged_even_with_key_problems():
+    verdict, summary = raw_verdict(adapter_finding(False, keys=dict(CLEAN_KEYS, missing=["a"], unexpected=["b"])),
+                                   RECIPE)
+    assert verdict == "diverged" and summary.startswith("adapter not applied (1 missing, 1 unexpected")
+    assert "Found missing adapter keys" in summary
+    # a loose tolerance cannot turn a dropped adapter into `equivalent`
+    loose = RecipeSpec("r", Tolerance(atol=1.0, rtol=0.0), {})
+    assert raw_verdict(adapter_finding(False), loose)[0] == "diverged"
+
+
+def test_a_base_model_that_differs_makes_the_adapter_unjudgeable():
+    verdict, summary = raw_verdict(adapter_finding(True, base_abs=1e-3), RECIPE)
+    assert verdict == "diverged" and "base model" in summary
+    assert raw_verdict(adapter_finding(True), RECIPE)[0] == "identical"

@@ -78,6 +78,8 @@ def main() -> None:
 
     def produce(library: str, version: str, recipe, folder: Path, checkpoint: str | None = None) -> dict:
         manifest = artifact.base_manifest(library, version, recipe.name, recipe.config)
+        if getattr(recipe, "saves_folder", False):  # saved with the library's own save_pretrained
+            return produce_folder(recipe, folder, manifest)
         try:
             model = recipe.build()
         except NotApplicable as exc:
@@ -102,6 +104,21 @@ def main() -> None:
             return artifact.write_unbuildable(folder, manifest, status, f"{describe(exc)}\n"
                                               + traceback.format_exc(limit=-3))
 
+    def produce_folder(recipe, folder: Path, manifest: dict) -> dict:
+        try:
+            return recipe.produce(folder, manifest)
+        except NotApplicable as exc:
+            return artifact.write_unbuildable(folder, manifest, "not-applicable", str(exc))
+        except Exception as exc:  # noqa: BLE001 - the release fails on a config it accepts
+            return artifact.write_unbuildable(folder, manifest, "error" if out_of_memory(exc) else "broken",
+                                              f"{describe(exc)}\n" + traceback.format_exc(limit=-3))
+
+    def consume_folder(recipe, folder: Path, manifest: dict) -> dict:
+        try:
+            return recipe.consume(folder, manifest)
+        except NotApplicable as exc:
+            return {"status": "not-applicable", "reason": f"consumer: {exc}"}
+
     def convert(state: dict, rule: RuleSet) -> tuple[dict, list[str]]:
         """The producer's tensors as this release expects them, by the same byte-level engine as ``compat convert``;
         and what the conversion lost."""
@@ -116,6 +133,8 @@ def main() -> None:
         manifest = artifact.read_manifest(folder)
         if manifest["status"] != "ok":
             return {"status": manifest["status"], "reason": f"producer {producer}: {manifest.get('reason', '')}"}
+        if getattr(recipe, "saves_folder", False):
+            return consume_folder(recipe, folder, manifest)
         rules = RuleSet.from_data(rule) if rule else None
         try:
             model = recipe.build(rules.consumer_args if rules else None)
