@@ -47,6 +47,7 @@ class RecipeSpec:
     name: str
     tolerance: Tolerance
     outputs: dict[str, Tolerance] = field(default_factory=dict)
+    probe: bool = False  # a behaviour check with one verdict per release (cells producer == consumer only)
 
     def tolerance_for(self, output: str) -> Tolerance:
         return self.outputs.get(output, self.tolerance)
@@ -308,7 +309,11 @@ class _Validator:
             return {}
         recipes = {}
         for name, settings in raw.items():
-            settings = self.mapping(settings or {}, at + (name,), {"tolerance"})
+            settings = self.mapping(settings or {}, at + (name,), {"tolerance", "probe"})
+            probe = settings.get("probe", False)
+            if not isinstance(probe, bool):
+                self.problem(at + (name, "probe"), f"expected true or false, got {_kind(probe)}")
+                probe = False
             tol_at = at + (name, "tolerance")
             raw_tol = settings.get("tolerance", {})
             recipe_tolerance = self.tolerance(raw_tol, tol_at, tolerance, allow_outputs=True)
@@ -316,7 +321,7 @@ class _Validator:
             raw_outputs = raw_tol.get("outputs", {}) if isinstance(raw_tol, dict) else {}
             for output, raw_output in self.mapping(raw_outputs, tol_at + ("outputs",), set(raw_outputs)).items():
                 outputs[output] = self.tolerance(raw_output, tol_at + ("outputs", output), recipe_tolerance)
-            recipes[str(name)] = RecipeSpec(str(name), recipe_tolerance, outputs)
+            recipes[str(name)] = RecipeSpec(str(name), recipe_tolerance, outputs, probe)
         return recipes
 
     def pins(self, raw: Any, at: tuple) -> tuple[Pin, ...]:

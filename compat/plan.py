@@ -78,7 +78,8 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
         problems += [f"{m} (libraries.{library.name}.versions)" for m in missing]
         envs.update(env_plans(library, versions, releases))
         cells += [Cell(library.name, recipe, producer, consumer)
-                  for recipe in library.recipes for producer in versions for consumer in versions]
+                  for recipe, spec in library.recipes.items() for producer in versions for consumer in versions
+                  if producer == consumer or not spec.probe]
     if problems:
         raise MatrixError(problems)
     if select_cells:

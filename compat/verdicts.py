@@ -42,11 +42,16 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
     if status == "broken":
         return "incompatible", "a release fails on this recipe's config: " + \
             finding.get("reason", "").strip().splitlines()[0]
+    if "probe" in finding:
+        return _probe_verdict(finding["probe"])
     keys = finding.get("keys", {})
     key_problems = _key_summary(keys)
-    # an adapter whose keys do not fit may still load (with a warning): what it then computes decides
-    loaded_adapter = "adapter" in finding and not finding.get("load_error")
-    if finding.get("load_error") or (key_problems and not loaded_adapter):
+    if "conversion" in finding and not finding.get("load_error"):
+        return _conversion_verdict(finding["conversion"], key_problems)
+    # a library that renames keys on load, or an adapter whose keys do not fit, may still load (with a warning):
+    # what it then computes decides
+    loaded = ("adapter" in finding or finding.get("loaded_by_library")) and not finding.get("load_error")
+    if finding.get("load_error") or (key_problems and not loaded):
         load_error = (finding.get("load_error") or "").strip().splitlines()
         return "incompatible", "; ".join(filter(None, [key_problems, load_error[0] if load_error else ""]))
     if finding.get("forward_error"):
@@ -73,11 +78,12 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
         exact = "bitwise equal" if all(s.get("bitwise") for s in outputs.values()) else "within tolerance"
         lossy = f"; {len(finding['rule_notes'])} lossy or inexact step(s)" if finding.get("rule_notes") else ""
         return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}{lossy}"
-    if all(stats.get("bitwise") for stats in outputs.values()) and not changed_on_load:
+    if all(stats.get("bitwise") for stats in outputs.values()) and not changed_on_load and not key_problems:
         return "identical", "keys, tensors and outputs bitwise equal"
     if not failing:
         worst = max(_number(s.get("max_abs")) for s in outputs.values())
         note = f"; {len(changed_on_load)} tensors changed on load" if changed_on_load else ""
+        note += f"; the library converted the keys on load ({key_problems})" if key_problems else ""
         return "equivalent", f"outputs within tolerance (max abs {worst:.3g}){note}"
     return "diverged", "; ".join(_output_summary(name, stats) for name, stats in failing.items())
 
@@ -89,6 +95,29 @@ def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None) -> 
     if underlying in BAD:
         return Judgement("known-break", underlying, f"{underlying}: {summary}")
     return Judgement(underlying, underlying, summary, stale_known_break=underlying in GOOD)
+
+
+def _probe_verdict(probe: dict) -> tuple[str, str]:
+    if probe.get("passed"):
+        return "identical", f"probe passed{': ' + probe['detail'] if probe.get('detail') else ''}"
+    return "incompatible", f"probe fails: {' '.join(probe.get('error', '').split())[:300]}"
+
+
+def _conversion_verdict(conversion: dict, key_problems: str) -> tuple[str, str]:
+    check = conversion.get("self_check", {})
+    if not check.get("exact"):
+        wrong = check.get("mismatched", []) + check.get("missing", []) + check.get("unexpected", [])
+        return "diverged", (f"the converter's output differs from the model's own state dict (max abs "
+                            f"{check.get('max_abs', 0):.3g}) in {len(wrong)} tensors, e.g. {', '.join(wrong[:3])}")
+    if key_problems:
+        return "incompatible", f"the converters give different keys: {key_problems}"
+    if conversion.get("differing_outputs"):
+        differing = conversion["differing_outputs"]
+        cause = "" if conversion.get("same_input") else " (the derived original-layout input differs too)"
+        return "diverged", f"{len(differing)} converted tensors differ between the releases{cause}, e.g. " \
+            + ", ".join(differing[:3])
+    return "identical", "the converter maps the original layout to the model's state dict exactly (max abs 0), " \
+        "with identical tensors in both releases"
 
 
 def _key_summary(keys: dict) -> str:

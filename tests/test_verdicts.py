@@ -77,3 +77,19 @@ def test_a_base_model_that_differs_makes_the_adapter_unjudgeable():
     verdict, summary = raw_verdict(adapter_finding(True, base_abs=1e-3), RECIPE)
     assert verdict == "diverged" and "base model" in summary
     assert raw_verdict(adapter_finding(True), RECIPE)[0] == "identical"
+
+
+def test_probe_and_conversion_verdicts():
+    assert raw_verdict({"status": "ok", "probe": {"passed": True, "detail": "ok"}}, RECIPE)[0] == "identical"
+    verdict, summary = raw_verdict({"status": "ok", "probe": {"passed": False, "error": "ValueError:\n must match"}},
+                                   RECIPE)
+    assert verdict == "incompatible" and summary == "probe fails: ValueError: must match"
+    exact = {"exact": True, "mismatched": [], "missing": [], "unexpected": [], "max_abs": 0.0}
+    found = {"status": "ok", "keys": CLEAN_KEYS, "conversion": {"self_check": exact, "differing_outputs": [],
+                                                                "same_input": True}}
+    assert raw_verdict(found, RECIPE)[0] == "identical"
+    found["conversion"]["differing_outputs"] = ["proj_out.weight"]
+    assert raw_verdict(found, RECIPE)[0] == "diverged"
+    found["conversion"]["self_check"] = dict(exact, exact=False, mismatched=["norm_out.linear.weight"], max_abs=2.0)
+    verdict, summary = raw_verdict(found, RECIPE)
+    assert verdict == "diverged" and "norm_out.linear.weight" in summary and "max abs 2" in summary

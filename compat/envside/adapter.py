@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
 from compat.envside import artifact, compare
+from compat.envside.capture import captured
 from compat.envside.fill import fill_parameters, fill_value
+from compat.envside.pretrained import safe_serialization
 from compat.envside.recipe import NotApplicable, unsupported
 
 ADAPTER_MARKERS = ("lora_", "oft_", "boft_")
-LOGGERS = ("", "peft", "transformers")
 # An adapter whose effect on the output (max |adapted - base|) is below this fraction of the effect it had in the
 # producer is not applied: an identity rotation still moves the last bits (1e-6 against 0.3), nothing more.
 NOT_APPLIED = 1e-3
@@ -95,7 +94,7 @@ class AdapterRecipe:
         model.eval()
         outputs = {"output": self.output(model, inputs), "base": base_output}
         saved = folder / "adapter"
-        model.save_pretrained(str(saved), **_safe_serialization(model))
+        model.save_pretrained(str(saved), **safe_serialization(model.save_pretrained))
         weights = saved / "adapter_model.safetensors"
         if not weights.exists():
             raise NotApplicable("this release saves adapters only as pickles (adapter_model.bin); compat does not "
@@ -202,39 +201,3 @@ def config_evidence(manifest: dict, peft) -> dict:
         "changed_defaults": {name: {"producer": theirs[name], "consumer": ours[name]}
                              for name in sorted(set(ours) & set(theirs)) if theirs[name] != ours[name]},
     }
-
-
-class captured:
-    """Collect warnings and log records emitted while loading: a load that 'only warns' is the case to catch."""
-
-    def __enter__(self) -> list[str]:
-        self.messages: list[str] = []
-        self._warnings = warnings.catch_warnings(record=True)
-        self._recorded = self._warnings.__enter__()
-        warnings.simplefilter("always")
-        self._handler = _ListHandler(self.messages)
-        for logger in LOGGERS:  # transformers' logger does not propagate to the root
-            logging.getLogger(logger).addHandler(self._handler)
-        return self.messages
-
-    def __exit__(self, *exc_info) -> None:
-        for logger in LOGGERS:
-            logging.getLogger(logger).removeHandler(self._handler)
-        self.messages[:0] = [f"{w.category.__name__}: {w.message}" for w in self._recorded]
-        self._warnings.__exit__(*exc_info)
-
-
-class _ListHandler(logging.Handler):
-    def __init__(self, messages: list[str]):
-        super().__init__(logging.WARNING)
-        self.messages = messages
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(f"{record.levelname} {record.name}: {record.getMessage()}")
-
-
-def _safe_serialization(model) -> dict:
-    import inspect
-
-    parameters = inspect.signature(model.save_pretrained).parameters
-    return {"safe_serialization": True} if "safe_serialization" in parameters else {}
