@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     declare_parser.add_argument("report", type=Path, help="a report.json")
     declare_parser.add_argument("--library", help="only this library")
     declare_parser.add_argument("--source", help="the library's repository URL, for links to upstream diffs")
+    declare_parser.add_argument("--tag-prefix", default="", help="how the library's release tags start (e.g. v)")
     args = parser.parse_args(argv)
     handlers = {"run": _run, "survey": _survey, "known-breaks": _known_breaks, "merge": _merge, "bisect": _bisect,
                 "pins": _pins, "check": _check, "diff": _diff, "convert": _convert}
@@ -334,7 +335,7 @@ def _known_breaks(args: argparse.Namespace) -> int:
         return 2
     libraries = sorted({c["library"] for c in cells if args.library in (None, c["library"])})
     for library in libraries:
-        declarations = propose([c for c in cells if c["library"] == library], args.source)
+        declarations = propose([c for c in cells if c["library"] == library], args.source, args.tag_prefix)
         print(f"# {library}: {len(declarations)} proposed known breaks; read and correct each reason")
         print(yaml.safe_dump({"known_breaks": declarations}, sort_keys=False, width=120))
     return 0

@@ -20,7 +20,7 @@ from packaging.version import Version
 from compat.verdicts import BAD
 
 
-def propose(cells: list[dict], source: str | None = None) -> list[dict]:
+def propose(cells: list[dict], source: str | None = None, tag_prefix: str = "") -> list[dict]:
     """Declarations (as matrix.yaml mappings) for one library's cells, ordered by producer then consumer."""
     versions = sorted({c["producer"] for c in cells} | {c["consumer"] for c in cells}, key=Version)
     by_recipe: dict[str, dict] = defaultdict(dict)
@@ -46,7 +46,9 @@ def propose(cells: list[dict], source: str | None = None) -> list[dict]:
             declaration["recipes"] = recipes
         if source:
             before, after = sorted((cell["producer"], cell["consumer"]), key=Version)
-            declaration["link"] = f"{source.rstrip('/')}/compare/{before}...{after}"
+            if before == after and versions.index(after) > 0:  # a probe: what changed since the release before
+                before = versions[versions.index(after) - 1]
+            declaration["link"] = f"{source.rstrip('/')}/compare/{tag_prefix}{before}...{tag_prefix}{after}"
         declaration["upstream"] = "undocumented"
         declarations.append(declaration)
     return declarations
@@ -65,20 +67,13 @@ def cause(cell: dict) -> str | None:
 
 
 def _rectangles(versions: list[str], grid: dict, kind: str) -> list[tuple[int, int, int, int]]:
-    def runs(producer: str) -> tuple:
-        bad = [i for i, consumer in enumerate(versions)
-               if (producer, consumer) in grid and cause(grid[(producer, consumer)]) == kind]
-        result, start = [], None
-        for position, index in enumerate(bad):
-            if start is None:
-                start = index
-            if position + 1 == len(bad) or bad[position + 1] != index + 1:
-                result.append((start, index))
-                start = None
-        return tuple(result)
+    def bad(producer: str, consumer: str) -> bool:
+        return (producer, consumer) in grid and cause(grid[(producer, consumer)]) == kind
 
+    if all(producer == consumer for producer, consumer in grid):  # a probe: one cell per release, on the diagonal
+        return [(lo, hi, lo, hi) for lo, hi in _runs([i for i, v in enumerate(versions) if bad(v, v)])]
     rectangles = []
-    row_runs = [runs(v) for v in versions]
+    row_runs = [_runs([i for i, consumer in enumerate(versions) if bad(producer, consumer)]) for producer in versions]
     start = 0
     for index in range(1, len(versions) + 1):
         if index == len(versions) or row_runs[index] != row_runs[start]:
@@ -87,9 +82,22 @@ def _rectangles(versions: list[str], grid: dict, kind: str) -> list[tuple[int, i
     return rectangles
 
 
+def _runs(indices: list[int]) -> tuple[tuple[int, int], ...]:
+    """Consecutive stretches of sorted indices, as (first, last)."""
+    result, start = [], None
+    for position, index in enumerate(indices):
+        if start is None:
+            start = index
+        if position + 1 == len(indices) or indices[position + 1] != index + 1:
+            result.append((start, index))
+            start = None
+    return tuple(result)
+
+
 def _nearest_diagonal(rectangle: tuple, versions: list[str], grid: dict) -> dict:
     p_lo, p_hi, c_lo, c_hi = rectangle
-    pairs = [(p, c) for p in range(p_lo, p_hi + 1) for c in range(c_lo, c_hi + 1)]
+    pairs = [(p, c) for p in range(p_lo, p_hi + 1) for c in range(c_lo, c_hi + 1)
+             if (versions[p], versions[c]) in grid]
     p, c = min(pairs, key=lambda pair: (abs(pair[0] - pair[1]), pair))
     return grid[(versions[p], versions[c])]
 

@@ -48,3 +48,13 @@ def test_renamed_pairs_and_reasons():
     broken = {"producer": "1", "consumer": "2", "underlying": "incompatible", "summary": "",
               "evidence": {"status": "broken", "reason": "producer 1: TypeError: boom\ntrace"}}
     assert draft_reason(broken) == "a release fails on this config (1 -> 2): producer 1: TypeError: boom"
+
+
+def test_a_probe_gets_one_range_per_stretch_of_failing_releases():
+    failing = {"1.1", "1.2", "2.1"}
+    cells = [c for c in cells_from({(v, v) for v in failing}, recipe="probe") if c["producer"] == c["consumer"]]
+    declarations = propose(cells, "https://github.com/o/lib", tag_prefix="v")
+    assert [(d["producers"], d["consumers"]) for d in declarations] == [(">=1.1,<2.0", ">=1.1,<2.0"),
+                                                                         (">=2.1", ">=2.1")]
+    assert all(covered(declarations, "probe", v, v) == (v in failing) for v in VERSIONS)
+    assert declarations[0]["link"] == "https://github.com/o/lib/compare/v1.0...v1.1"
