@@ -56,3 +56,19 @@ def test_a_probe_has_one_cell_per_release(write_matrix, cache_dir):
     assert sorted(c for c in cells if "cogview4" in c) == ["diffusers/cogview4-embeddings/0.30.0->0.30.0",
                                                            "diffusers/cogview4-embeddings/0.31.0->0.31.0"]
     assert len([c for c in cells if "/unet/" in c]) == 4
+
+
+def test_lora_weights_cross_load_between_releases(tmp_path, cache_dir):
+    """LoRA saved by 0.24.0 (TextDiffuser-2's pin) loads with load_lora_weights in the newest release, and applies."""
+    fixtures = tmp_path / "diffusers_fixtures.py"
+    fixtures.write_text((PROJECT / "fixtures" / "diffusers.py").read_text() + f"\n# {tmp_path}\n")
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(f"libraries:\n  diffusers-peft:\n    package: diffusers\n    import: diffusers\n"
+                      f"    fixtures: {fixtures}\n    versions: ['0.24.0', '0.42.1']\n    recipes: [unet-lora]\n"
+                      "    pins: [{versions: '>=0.24.0', requirements: [peft, transformers], why: LoRA}]\n")
+    session = prepare(matrix, cache_dir, options=RunOptions(progress=lambda message: None))
+    results = {r.cell.id: r for r in session.run.execute()}
+    forward = results["diffusers-peft/unet-lora/0.24.0->0.42.1"]
+    assert forward.verdict == "identical", forward.summary
+    assert forward.finding["adapter"]["applied"] and forward.finding["adapter"]["effect"] > 0.1
+    assert forward.finding["outputs"]["base"]["bitwise"]
