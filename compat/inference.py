@@ -13,7 +13,7 @@ import numpy as np
 
 from compat.envside.dtypes import ITEMSIZE
 from compat.envside.rules import NUMERIC, UNSIGNED, RuleSet, decode, encode, transform
-from compat.keydiff import Checkpoint, _digest
+from compat.keydiff import Checkpoint, content_digest
 
 
 def infer(a: Checkpoint, b: Checkpoint) -> tuple[RuleSet, list[str]]:
@@ -59,13 +59,13 @@ class _Inference:
         candidates: dict[str, list[tuple[str, str | None]]] = {}
         for name, (dtype, shape) in self.layout_a.items():
             data = self.a.read(name)
-            self.digest_a[name] = _digest(data, dtype)
+            self.digest_a[name] = content_digest(data, dtype)
             candidates.setdefault(self.digest_a[name], []).append((name, None))
             for op in _single_ops(shape):
-                candidates.setdefault(_digest(transform(data, dtype, shape, op), dtype), []).append((name, op))
+                candidates.setdefault(content_digest(transform(data, dtype, shape, op), dtype), []).append((name, op))
         left = []
         for name, (dtype, shape) in self.layout_b.items():
-            self.digest_b[name] = _digest(self.b.read(name), dtype)
+            self.digest_b[name] = content_digest(self.b.read(name), dtype)
             found = [c for c in candidates.get(self.digest_b[name], []) if c[0] not in self.used]
             if not found:
                 left.append(name)
@@ -89,7 +89,7 @@ class _Inference:
             data = self.a.read(name) if _chunk_counts(shape) else b""
             for k in _chunk_counts(shape):
                 for j, block in enumerate(_blocks(data, k)):
-                    blocks.setdefault((k, _digest(block, dtype)), []).append((name, j))
+                    blocks.setdefault((k, content_digest(block, dtype)), []).append((name, j))
         return [name for name in left if not self.chunks_of(name, blocks)]
 
     def chunks_of(self, name: str, blocks: dict[tuple[int, str], list[tuple[str, int]]]) -> bool:
@@ -98,7 +98,7 @@ class _Inference:
         for k in _chunk_counts(shape):
             for strided in (False, True):
                 parts = _strided(data, shape, k) if strided else _blocks(data, k)
-                hits = [dict(blocks.get((k, _digest(part, dtype)), [])) for part in parts]
+                hits = [dict(blocks.get((k, content_digest(part, dtype)), [])) for part in parts]
                 sources = [s for s in set(hits[0]) if s not in self.used and self.layout_a[s] == (dtype, shape)
                            and all(s in found for found in hits)]
                 if not sources:
@@ -165,12 +165,12 @@ class _Inference:
                 source_dtype = self.layout_a[source][0]
                 values = _values(self.a.read(source), source_dtype, shape)
                 if source_dtype != dtype:
-                    if _digest(encode(values, dtype).tobytes(), dtype) == self.digest_b[name]:
+                    if content_digest(encode(values, dtype).tobytes(), dtype) == self.digest_b[name]:
                         self.take(source, name, [{"op": "cast", "key": name, "dtype": dtype, "from": source_dtype}])
                         break
                     continue
                 step = _constant_step(values, target, dtype, name)
-                if step and _digest(encode(values + np.asarray(step["value"]).astype(values.dtype), dtype)
+                if step and content_digest(encode(values + np.asarray(step["value"]).astype(values.dtype), dtype)
                                     .tobytes(), dtype) == self.digest_b[name]:
                     self.take(source, name, [step])
                     break
@@ -206,7 +206,7 @@ class _Inference:
             sizes = sorted({rows(p) for p in free if rows(p) <= shape[0] - offset}, reverse=True)
             hit = None
             for size in sizes:
-                digest = _digest(data[offset * row:(offset + size) * row], dtype)
+                digest = content_digest(data[offset * row:(offset + size) * row], dtype)
                 hits = [p for p in free if rows(p) == size and digests[p] == digest]
                 if hits:
                     hit = max(hits, key=lambda p: _similarity(p, name))
@@ -228,7 +228,7 @@ class _Inference:
             data = data if data is not None else self.b.read(name)
             sources, free = [], list(sized)
             for part in _strided(data, shape, k):
-                digest = _digest(part, dtype)
+                digest = content_digest(part, dtype)
                 hits = [p for p in free if self.digest_a[p] == digest]
                 if not hits:
                     break

@@ -32,14 +32,6 @@ class Checkpoint:
         file, _ = self.entries[name]
         return file.read_bytes(name)
 
-    def digest(self, name: str) -> str:
-        """Content digest of one tensor, read in bounded pieces."""
-        file, info = self.entries[name]
-        hasher = _hasher(info.dtype)
-        for piece in file.chunks(name):
-            hasher.update(piece)
-        return hasher.hexdigest()
-
     def layout(self) -> list[tuple[str, str, tuple[int, ...]]]:
         return [(name, info.dtype, info.shape) for name, (_, info) in self.entries.items()]
 
@@ -139,15 +131,10 @@ def _from_index(index: Path) -> list[Path]:
         raise CheckpointError(f"{index}: not a sharded-checkpoint index ({exc})") from None
 
 
-def _hasher(dtype: str):
-    """Digests cover dtype and bytes, not shape: a reshaped tensor has the digest of the original."""
+def content_digest(data: bytes, dtype: str) -> str:
+    """Digest of dtype and bytes, not shape: a reshaped tensor has the digest of the original (inference relies on it)."""
     hasher = hashlib.blake2b(digest_size=16)
     hasher.update(f"{dtype}|".encode())
-    return hasher
-
-
-def _digest(data: bytes, dtype: str) -> str:
-    hasher = _hasher(dtype)
     hasher.update(data)
     return hasher.hexdigest()
 

@@ -142,11 +142,7 @@ class AdapterRecipe:
             return finding
         finding["outputs"] = {"output": compare.output_stats(expected["output"], output),
                               "base": compare.output_stats(expected["base"], base_output)}
-        effect = float((output - base_output).abs().max())
-        finding["adapter"] = {"changed_output_in_producer": manifest.get("adapter_changes_output", True),
-                              "effect_in_producer": manifest.get("adapter_effect"), "effect": effect,
-                              "applied": effect > NOT_APPLIED * manifest.get("adapter_effect", 0.0),
-                              "vs_own_base": compare.output_stats(base_output, output)}
+        finding["adapter"] = adapter_evidence(manifest, output, base_output)
         return finding
 
     def key_evidence(self, model, manifest: dict, peft) -> dict:
@@ -156,6 +152,15 @@ class AdapterRecipe:
         expected = artifact.key_layout(get_peft_model_state_dict(model), with_digest=False)
         saved = {key: {k: v for k, v in entry.items() if k != "digest"} for key, entry in manifest["keys"].items()}
         return compare.diff_keys(saved, expected)
+
+
+def adapter_evidence(manifest: dict, output: torch.Tensor, base_output: torch.Tensor) -> dict:
+    """Whether a loaded adapter still moves the output: its effect here against the effect it had in the producer."""
+    effect = float((output - base_output).abs().max())
+    return {"changed_output_in_producer": manifest.get("adapter_changes_output", True),
+            "effect_in_producer": manifest.get("adapter_effect"), "effect": effect,
+            "applied": effect > NOT_APPLIED * manifest.get("adapter_effect", 0.0),
+            "vs_own_base": compare.output_stats(base_output, output)}
 
 
 def perturb_adapter(model: torch.nn.Module) -> None:

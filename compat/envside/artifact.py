@@ -41,6 +41,16 @@ def tensor_from_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> torch.
     return torch.frombuffer(bytearray(data), dtype=TORCH_DTYPE[dtype]).reshape(shape)
 
 
+def apply_rules(rules, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A state dict through a ``RuleSet``, by the same byte-level engine as ``compat convert``; and what it lost."""
+    layout = [(key, SAFETENSORS_DTYPE[t.dtype], tuple(t.shape)) for key, t in state.items()]
+    conversion = rules.apply(layout, lambda key: state[key].contiguous().reshape(-1).view(torch.uint8)
+                             .numpy().tobytes())
+    converted = {name: tensor_from_bytes(data, dtype, shape)
+                 for (name, dtype, shape), data in zip(conversion.layout, conversion.tensors())}
+    return converted, conversion.notes
+
+
 def dtype_name(tensor: torch.Tensor) -> str:
     return str(tensor.dtype).removeprefix("torch.")
 

@@ -152,7 +152,7 @@ class ConversionRecipe:
 
     def run(self) -> dict:
         state = _building("build the model", self._make_state, self.config)
-        original = apply_rules(self._to_original(), state)
+        original, _ = artifact.apply_rules(self._to_original(), state)
         converted = _building("convert", self._convert, dict(original))
         mismatched = sorted(k for k in state if k not in converted or not compare.bitwise_equal(state[k], converted[k]))
         worst = max((float((state[k].double() - converted[k].double()).abs().max()) for k in mismatched
@@ -197,15 +197,6 @@ def _fresh_memory(model: torch.nn.Module) -> None:
     for module in model.modules():
         for name, buffer in list(module.named_buffers(recurse=False)):
             setattr(module, name, buffer.clone())
-
-
-def apply_rules(rules, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A state dict through a rule set, by the same byte-level engine as ``compat convert``."""
-    layout = [(key, artifact.SAFETENSORS_DTYPE[t.dtype], tuple(t.shape)) for key, t in state.items()]
-    conversion = rules.apply(layout, lambda key: state[key].contiguous().reshape(-1).view(torch.uint8)
-                             .numpy().tobytes())
-    return {name: artifact.tensor_from_bytes(data, dtype, shape)
-            for (name, dtype, shape), data in zip(conversion.layout, conversion.tensors())}
 
 
 def _digest(tensor: torch.Tensor) -> str:

@@ -153,16 +153,6 @@ class RuleSet:
         """The rule set that undoes this one: steps reversed, each inverted."""
         return RuleSet([_invert(step) for step in reversed(self.steps)], dict(self.consumer_args))
 
-    def lossy_steps(self) -> list[str]:
-        """Steps that may lose information whatever the tensors hold (drops, narrowing casts, float arithmetic)."""
-        found = []
-        for step in self.steps:
-            if step["op"] == "drop":
-                found.append(f"drop {step['key']}")
-            elif step["op"] == "cast" and "from" in step and ITEMSIZE[step["dtype"]] < ITEMSIZE[step["from"]]:
-                found.append(f"cast {step['key']} {step['from']} -> {step['dtype']}")
-        return found
-
     def apply(self, layout: list[tuple[str, str, tuple[int, ...]]], read: Callable[[str], bytes]) -> Conversion:
         """Plan the conversion of tensors given as (name, dtype, shape) with ``read(name) -> bytes``."""
         tensors: dict[str, Lazy] = {}

@@ -119,16 +119,6 @@ def main() -> None:
         except NotApplicable as exc:
             return {"status": "not-applicable", "reason": f"consumer: {exc}"}
 
-    def convert(state: dict, rule: RuleSet) -> tuple[dict, list[str]]:
-        """The producer's tensors as this release expects them, by the same byte-level engine as ``compat convert``;
-        and what the conversion lost."""
-        layout = [(key, artifact.SAFETENSORS_DTYPE[t.dtype], tuple(t.shape)) for key, t in state.items()]
-        conversion = rule.apply(layout, lambda key: state[key].contiguous().reshape(-1).view(torch.uint8)
-                                .numpy().tobytes())
-        converted = {name: artifact.tensor_from_bytes(data, dtype, shape)
-                     for (name, dtype, shape), data in zip(conversion.layout, conversion.tensors())}
-        return converted, conversion.notes
-
     def consume(recipe, producer: str, folder: Path, rule: dict | None = None) -> dict:
         manifest = artifact.read_manifest(folder)
         if manifest["status"] != "ok":
@@ -147,7 +137,7 @@ def main() -> None:
         produced = manifest["keys"]
         finding: dict = {"status": "ok", "rule": rule or None}
         if rules:  # a conversion rule: the producer's tensors as this release expects them
-            state, finding["rule_notes"] = convert(state, rules)
+            state, finding["rule_notes"] = artifact.apply_rules(rules, state)
             produced = artifact.key_layout(state, with_digest=False)
         finding["keys"] = compare.diff_keys(produced,
                                             artifact.key_layout(recipe.state_dict(model), with_digest=False))
