@@ -85,6 +85,16 @@ def _grids(cells: list[dict]) -> dict[tuple[str, str], dict]:
     return dict(grids)
 
 
+def _table(grid: dict) -> tuple[str, list[tuple[str, list[dict | None]]]]:
+    """The corner label and the rows of a grid. Probes (every cell has producer == consumer) read as one row, one
+    verdict per release, instead of a square with only its diagonal filled."""
+    versions = grid["versions"]
+    if all(producer == consumer for producer, consumer in grid["cells"]):
+        return "release", [("verdict", [grid["cells"].get((v, v)) for v in versions])]
+    return "producer \\ consumer", [(producer, [grid["cells"].get((producer, consumer)) for consumer in versions])
+                                     for producer in versions]
+
+
 def _symbol(cell: dict | None) -> str:
     if cell is None:
         return " "
@@ -118,16 +128,15 @@ def markdown(report: dict) -> str:
              "Totals: " + ", ".join(f"{k} {v}" for k, v in counts(cells).items()), "",
              *change_lines(report),
              "Rows: the release that **saved** the checkpoint (producer). Columns: the release that **loads** it "
-             "(consumer).", "", "Legend:", *legend_lines(), ""]
+             "(consumer). A probe (a behaviour, one verdict per release) is a single row.", "", "Legend:", *legend_lines(), ""]
     grids = _grids(cells)
     for (library, recipe), grid in sorted(grids.items()):
         versions = grid["versions"]
-        lines += [f"## {library} / {recipe}", "",
-                  "| producer \\ consumer | " + " | ".join(versions) + " |",
+        corner, rows = _table(grid)
+        lines += [f"## {library} / {recipe}", "", f"| {corner} | " + " | ".join(versions) + " |",
                   "|---|" + "---|" * len(versions)]
-        for producer in versions:
-            row = [_symbol(grid["cells"].get((producer, consumer))) for consumer in versions]
-            lines.append(f"| **{producer}** | " + " | ".join(row) + " |")
+        for label, row in rows:
+            lines.append(f"| **{label}** | " + " | ".join(_symbol(cell) for cell in row) + " |")
         lines.append("")
     groups = known_break_groups(cells)
     if groups:
@@ -295,20 +304,19 @@ def html_page(report: dict) -> str:
         "<p class='filters'>" + options("library", sorted({lib for lib, _ in grids}))
         + options("recipe", sorted({rec for _, rec in grids})) + options("verdict", [v for v in LADDER]) + "</p>",
         "<p>Rows: the release that saved the checkpoint (producer). Columns: the release that loads it (consumer)."
-        " Click a cell for its evidence.</p><p class='legend'>"]
+        " A probe (a behaviour, one verdict per release) is a single row. Click a cell for its evidence.</p><p class='legend'>"]
     for verdict in LADDER:
         parts.append(f"<span style='background:{COLOUR[verdict]}'>{esc(SYMBOL[verdict])}</span>"
                      f"{esc(verdict)}: {esc(MEANING[verdict])}<br>")
     parts.append("</p>")
     for (library, recipe), grid in sorted(grids.items()):
-        versions = grid["versions"]
+        corner, rows = _table(grid)
         parts.append(f"<section class='grid' data-library='{esc(library)}' data-recipe='{esc(recipe)}'>"
-                     f"<h2>{esc(library)} / {esc(recipe)}</h2><table><tr><th>producer \\ consumer</th>"
-                     + "".join(f"<th>{esc(v)}</th>" for v in versions) + "</tr>")
-        for producer in versions:
-            parts.append(f"<tr><th class='row'>{esc(producer)}</th>")
-            for consumer in versions:
-                cell = grid["cells"].get((producer, consumer))
+                     f"<h2>{esc(library)} / {esc(recipe)}</h2><table><tr><th>{esc(corner)}</th>"
+                     + "".join(f"<th>{esc(v)}</th>" for v in grid["versions"]) + "</tr>")
+        for label, row in rows:
+            parts.append(f"<tr><th class='row'>{esc(label)}</th>")
+            for cell in row:
                 if cell is None:
                     parts.append("<td></td>")
                     continue

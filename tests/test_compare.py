@@ -3,7 +3,7 @@ import math
 import torch
 from hypothesis import given, strategies as st
 
-from compat.envside.compare import bitwise_equal, diff_keys, keys_match, output_stats
+from compat.envside.compare import bitwise_equal, diff_keys, keys_match, output_stats, state_differences
 
 names = st.text(alphabet="abcdefgh.0123", min_size=1, max_size=8)
 shapes = st.lists(st.integers(1, 4), min_size=0, max_size=3)
@@ -60,3 +60,13 @@ def test_output_stats_report_swapped_halves():
 def test_output_stats_shape_mismatch():
     stats = output_stats(torch.zeros(2, 3), torch.zeros(3, 2))
     assert stats == {"bitwise": False, "shape_match": False, "expected_shape": [2, 3], "actual_shape": [3, 2]}
+
+
+def test_state_differences_names_what_is_not_bit_for_bit():
+    expected = {"a": torch.ones(2), "b": torch.zeros(3), "c": torch.ones(1)}
+    assert state_differences(expected, dict(expected))["exact"]
+    actual = {"a": torch.tensor([1.0, 1.5]), "b": torch.zeros(4), "d": torch.ones(1)}
+    found = state_differences(expected, actual)
+    assert not found["exact"] and found["mismatched"] == ["a", "b", "c"]
+    assert found["missing"] == ["c"] and found["unexpected"] == ["d"] and found["max_abs"] == 0.5
+    assert not state_differences(expected, dict(expected, e=torch.ones(1)))["exact"]

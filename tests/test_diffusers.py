@@ -1,6 +1,6 @@
-"""diffusers on a real release: the Flux converter is exact with compat's inverse mapping, the check catches an
-unswapped conversion, and the CogView4 probes report per release what the pipelines do with embeddings of different
-lengths (the error message verbatim where they refuse)."""
+"""diffusers on a real release: the Flux converter and from_single_file are exact with compat's inverse mapping, the
+checks catch an unswapped conversion, and the CogView4 probes report per release what the pipelines do with embeddings
+of different lengths (the error message verbatim where they refuse)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,20 @@ def test_flux_conversion_is_exact_and_an_unswapped_conversion_is_caught(tmp_path
     assert wrong.verdict == "diverged", wrong.summary
     check = wrong.finding["conversion"]["self_check"]
     assert sorted(check["mismatched"]) == ["norm_out.linear.bias", "norm_out.linear.weight"] and check["max_abs"] > 0
+
+
+def test_from_single_file_loads_the_original_layout_exactly_and_an_unswapped_file_is_caught(tmp_path, cache_dir):
+    """Offline: a local config folder and local_files_only; the loaded model must hold the state dict bit for bit."""
+    results = run(tmp_path, cache_dir, "['0.42.1']",
+                  "{flux-single-file: {probe: true}, flux-single-file-unswapped: {probe: true}}")
+    right = results["diffusers/flux-single-file/0.42.1->0.42.1"]
+    assert right.verdict == "identical", right.summary
+    assert "all bit-identical" in right.finding["probe"]["detail"]
+
+    wrong = results["diffusers/flux-single-file-unswapped/0.42.1->0.42.1"]
+    assert wrong.verdict == "incompatible", wrong.summary
+    error = wrong.finding["probe"]["error"]
+    assert "differing ['norm_out.linear.bias', 'norm_out.linear.weight']" in error and "(max abs 0)" not in error
 
 
 def test_cogview4_probes_report_what_each_pipeline_does(tmp_path, cache_dir):

@@ -36,3 +36,13 @@ def test_undocumented_known_breaks_come_first():
     groups = known_break_groups([cell("1", "2", "known-break", "incompatible", documented),
                                  cell("2", "1", "known-break", "diverged", KNOWN)])
     assert [g["known_break"]["upstream"] for g in groups] == ["undocumented", "documented"]
+
+
+def test_a_probe_is_one_row_with_a_verdict_per_release(tmp_path):
+    cells = [cell("1.0", "1.0", "not-applicable"), cell("2.0", "2.0", "identical"), cell("3.0", "3.0", "incompatible")]
+    report = build_report(cells, {}, "m.yaml", "2.13.0")
+    text = markdown(report)
+    assert "| release | 1.0 | 2.0 | 3.0 |" in text and "| **verdict** | · | = | X |" in text
+    assert "producer \\ consumer" not in text.split("## lib / r")[1]
+    page = write_report(report, tmp_path)[2].read_text()
+    assert "<th>release</th>" in page and page.count("<th class='row'>") == 1

@@ -41,6 +41,17 @@ def bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
 
 
+def state_differences(expected: Mapping[str, torch.Tensor], actual: Mapping[str, torch.Tensor]) -> dict:
+    """Where a state dict is not bit for bit the expected one: keys missing or unexpected, keys whose tensors differ,
+    and the largest absolute difference among those of the same shape (0.0 when nothing comparable differs)."""
+    mismatched = sorted(k for k in expected if k not in actual or not bitwise_equal(expected[k], actual[k]))
+    worst = max((float((expected[k].double() - actual[k].double()).abs().max()) for k in mismatched
+                 if k in actual and actual[k].shape == expected[k].shape), default=0.0)
+    return {"exact": not mismatched and set(actual) == set(expected), "mismatched": mismatched,
+            "missing": sorted(set(expected) - set(actual)), "unexpected": sorted(set(actual) - set(expected)),
+            "max_abs": worst}
+
+
 def output_stats(expected: torch.Tensor, actual: torch.Tensor) -> dict:
     """Similarity of an output to the reference: bitwise equality, max abs, max relative error, cosine similarity."""
     if tuple(expected.shape) != tuple(actual.shape):

@@ -154,15 +154,10 @@ class ConversionRecipe:
         state = _building("build the model", self._make_state, self.config)
         original, _ = artifact.apply_rules(self._to_original(), state)
         converted = _building("convert", self._convert, dict(original))
-        mismatched = sorted(k for k in state if k not in converted or not compare.bitwise_equal(state[k], converted[k]))
-        worst = max((float((state[k].double() - converted[k].double()).abs().max()) for k in mismatched
-                     if k in converted and converted[k].shape == state[k].shape), default=0.0)
         return {"keys": artifact.key_layout(converted, with_digest=False),
                 "digests": {k: _digest(t) for k, t in converted.items()},
                 "input_digest": _digest_all(original),
-                "self_check": {"exact": not mismatched and set(converted) == set(state), "mismatched": mismatched,
-                               "missing": sorted(set(state) - set(converted)),
-                               "unexpected": sorted(set(converted) - set(state)), "max_abs": worst}}
+                "self_check": compare.state_differences(state, converted)}
 
     def produce(self, folder: Path, manifest: dict) -> dict:
         manifest = dict(manifest, status="ok", conversion=self.result(), keys={})
