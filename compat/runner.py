@@ -245,7 +245,7 @@ class Run:
                 completed.append(event["id"])
 
         command = {"cmd": "consume", "fixtures": str(library.fixtures), "user": self.user, "cells": [
-            {"id": cell.id, "recipe": cell.recipe, "producer": cell.producer,
+            {"id": cell.id, "recipe": cell.recipe, "producer": cell.producer, "consumer": cell.consumer,
              "artifact": str(self.artifact_dir(cell.library, cell.producer, cell.recipe)),
              "result": str(self.result_path(cell)), "rule": self.rule_for(cell)} for cell in cells]}
         for cell in cells:

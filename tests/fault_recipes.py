@@ -1,4 +1,5 @@
-"""Recipes that misbehave on purpose, in one release only, to prove faults stay in their cells.
+"""Recipes that misbehave on purpose, in one release only, to prove faults stay in their cells; and a probe, to prove
+a probe listed as a grid is refused.
 
 They run inside a real x-transformers environment like any recipe. ``COMPAT_FAULT_VERSION`` names the release that
 misbehaves; ``COMPAT_FAULT`` says how: unsupported (an unknown keyword), crash (SIGABRT), hang, or oom (allocate until the address-space limit bites).
@@ -10,6 +11,7 @@ from importlib import metadata
 
 import torch
 
+from compat.envside.pretrained import ProbeRecipe
 from compat.envside.recipe import StateDictRecipe
 
 FAULT_VERSION = "0.30.0"
@@ -50,3 +52,4 @@ def _run(model, inputs):
 
 RECIPES = {kind: StateDictRecipe(kind, {"kind": kind}, _make(kind), _inputs, _run)
            for kind in ("fine", "unsupported", "crash", "hang", "oom")}
+RECIPES["probe"] = ProbeRecipe("probe", {}, lambda config: f"ran in {metadata.version('x-transformers')}")

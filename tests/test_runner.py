@@ -125,6 +125,20 @@ def test_a_faulty_environment_turns_only_its_cells_into_errors(tmp_path, cache_d
     assert len(results) == 8  # every cell is reported, good or not
 
 
+def test_a_probe_listed_as_a_grid_gets_error_cells_that_say_how_to_list_it(tmp_path, cache_dir):
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "tests" / "fault_recipes.py")
+    path = tmp_path / "matrix.yaml"
+    path.write_text(matrix_text(fixtures, ["probe"], versions=["0.29.2", "0.30.0"]))
+    _, results = run_matrix(path, cache_dir)
+    assert results["x-transformers/probe/0.30.0->0.30.0"].summary == "probe passed: ran in 0.30.0"
+    across = results["x-transformers/probe/0.29.2->0.30.0"]
+    assert across.verdict == "error" and "`probe: {probe: true}`" in across.finding["reason"]
+
+    path.write_text(matrix_text(fixtures, "{probe: {probe: true}}", versions=["0.29.2", "0.30.0"]))
+    _, results = run_matrix(path, cache_dir)
+    assert sorted(results) == ["x-transformers/probe/0.29.2->0.29.2", "x-transformers/probe/0.30.0->0.30.0"]
+
+
 def test_an_environment_that_cannot_build_is_an_error_cell_and_the_rest_runs(tmp_path, cache_dir):
     extra = ("    pins:\n      - versions: '==0.30.0'\n        requirements: ['einops==0.0.0']\n"
              "        why: impossible on purpose\n")

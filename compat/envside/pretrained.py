@@ -109,14 +109,15 @@ class ProbeRecipe:
     """``probe(config)`` runs the behaviour in this release and raises where the release rejects it."""
 
     saves_folder = True
+    probe = True  # the matrix must list it with ``probe: true``: a probe's verdict belongs to one release
 
     def __init__(self, name: str, config: Mapping[str, Any], probe: Callable):
-        self.name, self.config, self._probe = name, dict(config), probe
+        self.name, self.config, self._run_probe = name, dict(config), probe
 
     def produce(self, folder: Path, manifest: dict) -> dict:
         with captured() as messages:
             try:
-                detail = _building("run the probe", self._probe, self.config)
+                detail = _building("run the probe", self._run_probe, self.config)
                 result = {"passed": True, "detail": str(detail or "")}
             except NotApplicable:
                 raise

@@ -184,8 +184,14 @@ def main() -> None:
             for cell in command["cells"]:
                 t0 = time.perf_counter()
                 try:
-                    finding = consume(available[cell["recipe"]], cell["producer"], Path(cell["artifact"]),
-                                      cell.get("rule"))
+                    recipe = available[cell["recipe"]]
+                    if getattr(recipe, "probe", False) and cell["producer"] != cell.get("consumer", cell["producer"]):
+                        finding = {"status": "error", "reason": (
+                            f"recipe {cell['recipe']!r} is a probe, one verdict per release: list it in the matrix as "
+                            f"`{cell['recipe']}: {{probe: true}}` (its result in {cell['producer']} says nothing "
+                            f"about another release)")}
+                    else:
+                        finding = consume(recipe, cell["producer"], Path(cell["artifact"]), cell.get("rule"))
                 except Exception as exc:  # noqa: BLE001
                     finding = {"status": "error", "reason": f"consuming: {describe(exc)}\n"
                                + traceback.format_exc(limit=-3)}
