@@ -98,6 +98,7 @@ class Run:
         self._busy = threading.Semaphore(max(1, self.options.jobs))
         self._building = threading.Semaphore(max(1, self.options.build_jobs))
         self._idle_mb = 0.0
+        self._peak_mb = 0.0  # the largest resident memory any worker has reached
         self._consumers = self._finished = 0  # consumer environments to check, and checked so far (for progress)
         self._lock = threading.Lock()
 
@@ -263,8 +264,12 @@ class Run:
             f"compat: [{finished}/{self._consumers}] {key[0]}=={key[1]}: checked {len(cells)} cells")
 
     def _keep_idle(self, worker: WorkerProcess) -> bool:
-        budget = self.options.idle_budget_mb or _available_mb() * 0.6
-        rss = float(worker.ready.get("rss_mb", 300.0))
+        """Keep a worker that has produced for consumption while what idle workers hold fits ``idle_budget_mb`` (a
+        Flux probe peaks near 5 GB; idle workers that had taken that memory got two busy ones killed)."""
+        with self._lock:
+            self._peak_mb = max(self._peak_mb, worker.peak_rss_mb)
+        budget = idle_budget_mb(_available_mb(), self.options.jobs, self._peak_mb, self.options.idle_budget_mb)
+        rss = worker.rss_mb
         with self._lock:
             if self._idle_mb + rss > budget:
                 return False
@@ -321,6 +326,14 @@ class Run:
                 record["worker_error"] = self.worker_errors[key]
             records.setdefault(key[0], {})[key[1]] = record
         return records
+
+
+def idle_budget_mb(available_mb: float, jobs: int, peak_mb: float, override: float | None = None) -> float:
+    """What idle workers may hold: 60% of the memory available, less room for ``jobs`` busy workers at the largest
+    peak seen (negative: keep none)."""
+    if override:
+        return override
+    return min(available_mb * 0.6, available_mb - jobs * peak_mb)
 
 
 def _available_mb() -> float:

@@ -51,6 +51,8 @@ class WorkerProcess:
         self.events: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.ready = self.expect("ready", "starting")
+        self.rss_mb = float(self.ready.get("rss_mb", 300.0))  # resident now, as of the last command
+        self.peak_rss_mb = self.rss_mb  # the most this worker has held at once
 
     def _read(self) -> None:
         for line in self.process.stdout:
@@ -84,7 +86,10 @@ class WorkerProcess:
         except (BrokenPipeError, OSError):
             code = self.process.wait()
             raise WorkerFailure(f"worker exited before {doing}: {_exit_reason(code)}" + self._stderr_tail()) from None
-        return self.expect("done", doing, on_event)
+        done = self.expect("done", doing, on_event)
+        self.rss_mb = float(done.get("rss_mb", self.rss_mb))
+        self.peak_rss_mb = max(self.peak_rss_mb, float(done.get("peak_rss_mb", self.rss_mb)))
+        return done
 
     def close(self) -> None:
         if self.process.poll() is None:

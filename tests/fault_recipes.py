@@ -52,4 +52,12 @@ def _run(model, inputs):
 
 RECIPES = {kind: StateDictRecipe(kind, {"kind": kind}, _make(kind), _inputs, _run)
            for kind in ("fine", "unsupported", "crash", "hang", "oom")}
+def _make_after_a_burst(config):
+    """Allocates and frees 640 MB first: a worker whose peak is far above what it holds afterwards."""
+    burst = [torch.ones(2 * 1024 * 1024) for _ in range(80)]
+    del burst
+    return _make("fine")(config)
+
+
+RECIPES["burst"] = StateDictRecipe("burst", {"kind": "burst"}, _make_after_a_burst, _inputs, _run)
 RECIPES["probe"] = ProbeRecipe("probe", {}, lambda config: f"ran in {metadata.version('x-transformers')}")

@@ -16,7 +16,8 @@ import pytest
 
 from compat.api import prepare, report_for
 from compat.report import write_report
-from compat.runner import RunOptions
+from compat.runner import RunOptions, idle_budget_mb
+from compat.worker_process import WorkerProcess
 
 PROJECT = Path(__file__).resolve().parent.parent
 RELEASES = ["0.28.4", "0.30.0", "0.33.0"]
@@ -137,6 +138,31 @@ def test_a_probe_listed_as_a_grid_gets_error_cells_that_say_how_to_list_it(tmp_p
     path.write_text(matrix_text(fixtures, "{probe: {probe: true}}", versions=["0.29.2", "0.30.0"]))
     _, results = run_matrix(path, cache_dir)
     assert sorted(results) == ["x-transformers/probe/0.29.2->0.29.2", "x-transformers/probe/0.30.0->0.30.0"]
+
+
+def test_a_worker_reports_what_it_holds_after_a_command_and_its_peak(three_releases, tmp_path):
+    """What an idle worker holds decides whether it is kept, and the peak how much room busy workers need: a worker
+    whose recipe freed 640 MB must not report its peak as what it holds."""
+    session, _ = three_releases
+    env_plan = next(iter(session.plan.envs.values()))
+    library, version = env_plan.library.name, env_plan.version
+    environment = session.run.builder.build(env_plan.request)
+    worker = WorkerProcess(environment.python, "x_transformers", tmp_path / "worker.log")
+    try:
+        worker.send({"cmd": "produce", "library": library, "version": version,
+                     "fixtures": str(fresh_fixtures(tmp_path, PROJECT / "tests" / "fault_recipes.py")),
+                     "recipes": {"burst": str(tmp_path / "burst")}}, "producing")
+        assert (tmp_path / "burst" / "manifest.json").is_file()
+        assert worker.peak_rss_mb - worker.rss_mb > 400, (worker.peak_rss_mb, worker.rss_mb)
+    finally:
+        worker.close()
+
+
+def test_idle_workers_leave_room_for_busy_ones_at_the_largest_peak_seen():
+    assert idle_budget_mb(available_mb=20_000, jobs=2, peak_mb=500) == 12_000  # 60% of what is available
+    assert idle_budget_mb(available_mb=20_000, jobs=2, peak_mb=6_000) == 8_000  # two Flux-sized workers come first
+    assert idle_budget_mb(available_mb=8_000, jobs=2, peak_mb=6_000) < 0  # keep no worker idle
+    assert idle_budget_mb(available_mb=8_000, jobs=2, peak_mb=6_000, override=3_000) == 3_000
 
 
 def test_an_environment_that_cannot_build_is_an_error_cell_and_the_rest_runs(tmp_path, cache_dir):

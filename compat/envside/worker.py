@@ -16,6 +16,8 @@ the host turns the environment's unfinished cells into ``error``.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import resource
@@ -39,8 +41,26 @@ def send(event: str, **fields) -> None:
     PROTOCOL.flush()
 
 
-def rss_mb() -> float:
+def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Resident memory now: what this worker holds while it waits, idle, for the other producers."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mb()
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system after a command: glibc keeps some freed pages in its heap (a worker that
+    produced the 1 GB Flux model idled 240 MB lower after trimming)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -198,7 +218,8 @@ def main() -> None:
                 finding["seconds"] = time.perf_counter() - t0
                 artifact.write_json_atomic(Path(cell["result"]), finding)
                 send("cell", id=cell["id"], status=finding["status"])
-        send("done", rss_mb=rss_mb())
+        release_memory()
+        send("done", rss_mb=rss_mb(), peak_rss_mb=peak_rss_mb())
 
 
 if __name__ == "__main__":
