@@ -132,7 +132,8 @@ def _from_index(index: Path) -> list[Path]:
 
 
 def content_digest(data: bytes, dtype: str) -> str:
-    """Digest of dtype and bytes, not shape: a reshaped tensor has the digest of the original (inference relies on it)."""
+    """Digest of dtype and bytes, not shape: a reshaped tensor has the digest of the original (inference relies on
+    it)."""
     hasher = hashlib.blake2b(digest_size=16)
     hasher.update(f"{dtype}|".encode())
     hasher.update(data)

@@ -128,7 +128,8 @@ def markdown(report: dict) -> str:
              "Totals: " + ", ".join(f"{k} {v}" for k, v in counts(cells).items()), "",
              *change_lines(report),
              "Rows: the release that **saved** the checkpoint (producer). Columns: the release that **loads** it "
-             "(consumer). A probe (a behaviour, one verdict per release) is a single row.", "", "Legend:", *legend_lines(), ""]
+             "(consumer). A probe (a behaviour, one verdict per release) is a single row.", "",
+             "Legend:", *legend_lines(), ""]
     grids = _grids(cells)
     for (library, recipe), grid in sorted(grids.items()):
         versions = grid["versions"]
@@ -304,7 +305,8 @@ def html_page(report: dict) -> str:
         "<p class='filters'>" + options("library", sorted({lib for lib, _ in grids}))
         + options("recipe", sorted({rec for _, rec in grids})) + options("verdict", [v for v in LADDER]) + "</p>",
         "<p>Rows: the release that saved the checkpoint (producer). Columns: the release that loads it (consumer)."
-        " A probe (a behaviour, one verdict per release) is a single row. Click a cell for its evidence.</p><p class='legend'>"]
+        " A probe (a behaviour, one verdict per release) is a single row. Click a cell for its evidence.</p>"
+        "<p class='legend'>"]
     for verdict in LADDER:
         parts.append(f"<span style='background:{COLOUR[verdict]}'>{esc(SYMBOL[verdict])}</span>"
                      f"{esc(verdict)}: {esc(MEANING[verdict])}<br>")

@@ -266,12 +266,11 @@ class Run:
     def _keep_idle(self, worker: WorkerProcess) -> bool:
         """Keep a worker that has produced for consumption while what idle workers hold fits ``idle_budget_mb`` (a
         Flux probe peaks near 5 GB; idle workers that had taken that memory got two busy ones killed)."""
+        available, rss = _available_mb(), worker.rss_mb
         with self._lock:
             self._peak_mb = max(self._peak_mb, worker.peak_rss_mb)
-        budget = idle_budget_mb(_available_mb(), self.options.jobs, self._peak_mb, self.options.idle_budget_mb)
-        rss = worker.rss_mb
-        with self._lock:
-            if self._idle_mb + rss > budget:
+            if self._idle_mb + rss > idle_budget_mb(available, self.options.jobs, self._peak_mb,
+                                                    self.options.idle_budget_mb):
                 return False
             self._idle_mb += rss
             worker.idle_mb = rss

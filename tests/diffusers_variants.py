@@ -1,6 +1,6 @@
 """Recipe module for tests: diffusers' Flux conversion with compat's right inverse mapping, and with the halves left
-unswapped (the mistake the conversion cells must catch), the same two for ``from_single_file``, plus the CogView4 probes. Loaded by path inside a release
-environment, like any fixtures module."""
+unswapped (the mistake the conversion cells must catch), the same two for ``from_single_file``, plus the CogView4
+probes. Loaded by path inside a release environment, like any fixtures module."""
 
 from __future__ import annotations
 

@@ -63,6 +63,16 @@ def release_memory() -> None:
         pass
 
 
+def probe_across_releases(recipe, cell: dict) -> dict | None:
+    """A probe's verdict belongs to one release; a matrix that lists it without ``probe: true`` asks for cells across
+    releases, which get this error instead of the producer's result under another release's name."""
+    if not getattr(recipe, "probe", False) or cell["producer"] == cell["consumer"]:
+        return None
+    return {"status": "error", "reason": f"recipe {cell['recipe']!r} is a probe, one verdict per release: list it in "
+            f"the matrix as `{cell['recipe']}: {{probe: true}}` (its result in {cell['producer']} says nothing about "
+            "another release)"}
+
+
 def out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, MemoryError) or ("alloc" in text and "memory" in text)
@@ -205,13 +215,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 try:
                     recipe = available[cell["recipe"]]
-                    if getattr(recipe, "probe", False) and cell["producer"] != cell.get("consumer", cell["producer"]):
-                        finding = {"status": "error", "reason": (
-                            f"recipe {cell['recipe']!r} is a probe, one verdict per release: list it in the matrix as "
-                            f"`{cell['recipe']}: {{probe: true}}` (its result in {cell['producer']} says nothing "
-                            f"about another release)")}
-                    else:
-                        finding = consume(recipe, cell["producer"], Path(cell["artifact"]), cell.get("rule"))
+                    finding = probe_across_releases(recipe, cell) or consume(
+                        recipe, cell["producer"], Path(cell["artifact"]), cell.get("rule"))
                 except Exception as exc:  # noqa: BLE001
                     finding = {"status": "error", "reason": f"consuming: {describe(exc)}\n"
                                + traceback.format_exc(limit=-3)}
