@@ -322,16 +322,14 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _known_breaks(args: argparse.Namespace) -> int:
-    import json
-
     import yaml
 
     from compat.declare import propose
 
     try:
-        cells = json.loads(args.report.read_text())["cells"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"compat: error: {args.report}: not a readable compat report ({exc})", file=sys.stderr)
+        cells = load_report(args.report)["cells"]
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
         return 2
     libraries = sorted({c["library"] for c in cells if args.library in (None, c["library"])})
     for library in libraries:

@@ -13,10 +13,10 @@ from packaging.version import InvalidVersion, Version
 
 from compat.errors import CompatError
 from compat.report import SCHEMA
-from compat.verdicts import GOOD
+from compat.verdicts import GOOD, LADDER
 
 RED = frozenset({"diverged", "incompatible", "error"})
-CELL_FIELDS = ("id", "library", "recipe", "producer", "consumer", "verdict")
+CELL_FIELDS = ("id", "library", "recipe", "producer", "consumer", "verdict", "underlying")
 
 
 class ReportError(CompatError):
@@ -40,9 +40,31 @@ def load_report(path: Path) -> dict:
     if not isinstance(cells, list):
         raise ReportError(f"{path}: 'cells' must be a list")
     for index, cell in enumerate(cells):
-        if not isinstance(cell, dict) or any(not isinstance(cell.get(f), str) for f in CELL_FIELDS):
-            raise ReportError(f"{path}: cells[{index}] lacks one of {', '.join(CELL_FIELDS)}")
+        problem = cell_problem(cell)
+        if problem:
+            raise ReportError(f"{path}: cells[{index}]: {problem}")
     return report
+
+
+def cell_problem(cell: object) -> str | None:
+    """What makes a report cell unusable (a missing field, a verdict compat does not have, a release that is not a
+    version), or None: every command that reads a report relies on these."""
+    if not isinstance(cell, dict):
+        return "expected an object"
+    absent = [f for f in CELL_FIELDS if not isinstance(cell.get(f), str)]
+    if absent:
+        return f"lacks {', '.join(absent)} (each a string)"
+    for field in ("verdict", "underlying"):
+        if cell[field] not in LADDER:
+            return f"{field} {cell[field]!r} is not one of {', '.join(LADDER)}"
+    for field in ("producer", "consumer"):
+        try:
+            Version(cell[field])
+        except InvalidVersion:
+            return f"{field} {cell[field]!r} is not a release version"
+    if not isinstance(cell.get("evidence", {}), dict):
+        return "evidence must be an object"
+    return None
 
 
 def changes(baseline: dict, current: dict) -> dict:

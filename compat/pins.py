@@ -17,13 +17,18 @@ def advice(cells: list[dict]) -> dict[str, list[dict]]:
     """library -> [{producer, newest, newest_converted, reads, refuses}], producers oldest first."""
     by_pair: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for cell in cells:
-        if cell["underlying"] != "not-applicable":
+        if cell["underlying"] not in ("not-applicable", "error") and not producer_failed(cell):
             by_pair[(cell["library"], cell["producer"], cell["consumer"])].append(cell["underlying"])
     table: dict[str, list[dict]] = defaultdict(list)
     libraries = sorted({cell["library"] for cell in cells})
     for library in libraries:
-        versions = sorted({c["consumer"] for c in cells if c["library"] == library}, key=Version)
-        for producer in versions:
+        # only releases that took part: a release whose every cell is not-applicable or an error neither saved
+        # a checkpoint (no row) nor read one (not listed as refusing)
+        judged = {release for (lib, producer, consumer) in by_pair if lib == library
+                  for release in (producer, consumer)}
+        versions = sorted(judged, key=Version)
+        producers = [v for v in versions if any(lib == library and p == v for lib, p, _ in by_pair)]
+        for producer in producers:
             reads, converted = [], []
             for consumer in versions:
                 verdicts = by_pair.get((library, producer, consumer))
@@ -38,9 +43,16 @@ def advice(cells: list[dict]) -> dict[str, list[dict]]:
                 "newest": reads[-1] if reads else None,
                 "newest_converted": converted[-1] if converted else None,
                 "reads": reads,
-                "refuses": [v for v in versions if v not in reads and v not in converted],
+                "refuses": [v for v in versions if v not in reads and v not in converted
+                            and (library, producer, v) in by_pair],
             })
     return dict(table)
+
+
+def producer_failed(cell: dict) -> bool:
+    """The producing release could not make the checkpoint: the cell says nothing about reading one."""
+    evidence = cell.get("evidence") or {}
+    return evidence.get("failed") == "producer" or str(evidence.get("reason", "")).startswith("producer ")
 
 
 def constraint(package: str, row: dict) -> str:

@@ -17,7 +17,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 def report(*cells, digest="m1"):
     return {"schema": 1, "created": "t", "compat": "0", "matrix_digest": digest, "environments": {}, "stats": {},
             "cells": [{"id": f"l/r/{p}->{c}", "library": "l", "recipe": "r", "producer": p, "consumer": c,
-                       "verdict": v, "summary": ""} for p, c, v in cells]}
+                       "verdict": v, "underlying": v, "summary": ""} for p, c, v in cells]}
 
 
 def test_changes_classify_reds_greens_and_new_releases():
@@ -42,6 +42,10 @@ def test_merge_refuses_other_matrices_and_conflicts():
 @pytest.mark.parametrize("text, message", [
     ("{", "not JSON"), ("[]", "no 'schema' field"), ('{"schema": 0, "cells": []}', "report schema 0"),
     ('{"schema": 1, "cells": {}}', "'cells' must be a list"), ('{"schema": 1, "cells": [{"id": 1}]}', r"cells\[0\]"),
+    (json.dumps(report(("1", "1", "great"))), r"cells\[0\]: verdict 'great' is not one of identical"),
+    (json.dumps(report(("1", "banana", "identical"))), r"consumer 'banana' is not a release version"),
+    (json.dumps({**report(), "cells": [{**report(("1", "1", "identical"))["cells"][0], "underlying": None}]}),
+     r"cells\[0\]: lacks underlying"),
 ])
 def test_reading_a_corrupt_or_older_report_is_a_clear_error(tmp_path, text, message):
     path = tmp_path / "report.json"
@@ -94,3 +98,13 @@ def test_merged_shards_equal_one_unsharded_run(tmp_path, cache_dir):
                            for name in ("whole", "merged", "1of2"))
     assert 0 < len(part["cells"]) < len(whole["cells"])
     assert {c["id"]: c["verdict"] for c in merged["cells"]} == {c["id"]: c["verdict"] for c in whole["cells"]}
+
+
+@pytest.mark.parametrize("command", [["pins"], ["known-breaks"], ["merge"]])
+def test_every_command_that_reads_a_report_refuses_an_unknown_verdict(tmp_path, command):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report(("1", "1", "great"))))
+    result = subprocess.run([sys.executable, "-m", "compat.cli", *command, str(path)], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{path}: cells[0]: verdict 'great'" in result.stderr and "Traceback" not in result.stderr

@@ -152,7 +152,8 @@ def main() -> None:
     def consume(recipe, producer: str, folder: Path, rule: dict | None = None) -> dict:
         manifest = artifact.read_manifest(folder)
         if manifest["status"] != "ok":
-            return {"status": manifest["status"], "reason": f"producer {producer}: {manifest.get('reason', '')}"}
+            return {"status": manifest["status"], "reason": f"producer {producer}: {manifest.get('reason', '')}",
+                    "failed": "producer"}
         if getattr(recipe, "saves_folder", False):
             return consume_folder(recipe, folder, manifest)
         rules = RuleSet.from_data(rule) if rule else None
