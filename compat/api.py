@@ -12,16 +12,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from compat.bisect import first_change
-from compat.declare import renamed_pairs
+from compat.bisect import change_points
 from compat.environments import EnvironmentBuilder
 from compat.errors import CompatError
 from compat.history import changes
-from compat.matrix import (DEFAULT_TOLERANCE, Matrix, RecipeSpec, Tolerance, VersionSelector, default_matrix_path,
-                           load_matrix)
+from compat.checkpoint import PICKLE_SUFFIXES
+from compat.matrix import (DEFAULT_TOLERANCE, LibrarySpec, Matrix, RecipeSpec, Tolerance, VersionSelector,
+                           default_matrix_path, load_matrix, parse_selector)
 from compat.pipconfig import read_index_settings
 from compat.plan import Cell, Plan, env_plans, make_plan
 from compat.registry import fetch_releases, select, upload_time
+from compat.renames import probable_renames
 from compat.report import build_report, write_report
 from compat.runner import CellResult, Run, RunOptions
 from compat.stamp import read_stamp
@@ -81,91 +82,137 @@ def survey(library_name: str, spec: str | None, matrix_path: Path | str | None =
 
 
 @dataclass
+class Change:
+    """A release whose verdict differs from the release before it (among those bisection looked at)."""
+
+    version: str
+    uploaded: str
+    before: str
+    after: str
+    result: CellResult
+
+
+@dataclass
 class Bisection:
     library: str
     recipe: str
     good: str
     bad: str
     candidates: int
-    first: str
-    uploaded: str
+    changes: list[Change]
     verdicts: dict
-    result: CellResult
     environments_used: int
 
 
-def bisect(library_name: str, recipe: str, good: str, bad: str, matrix_path: Path | str | None = None,
-           cache_dir: Path | None = None, options: RunOptions | None = None) -> Bisection:
-    """The first release after ``good`` (up to ``bad``) that reads ``good``'s checkpoint with another verdict."""
-    cache_dir = (cache_dir or default_cache_dir()).resolve()
-    matrix = load_matrix(matrix_path)
-    library = _library(matrix, library_name)
-    if recipe not in library.recipes:
-        raise CompatError(f"{matrix.path}: {library_name} has no recipe {recipe!r} (it has: "
-                          f"{', '.join(library.recipes)})")
-    index = read_index_settings()
-    versions, releases = _releases(library, (VersionSelector("exact", good, where="--good"),
-                                             VersionSelector("exact", bad, where="--bad"),
-                                             VersionSelector("range", f">={good},<={bad}", "all", "--good/--bad")),
-                                   index, cache_dir)
-    envs = env_plans(library, versions, releases)
-    cells = [Cell(library.name, recipe, good, v) for v in versions]
-    # the release that changed the behaviour, not the one a conversion rule papers over
-    library = dataclasses.replace(library, rules=())
-    matrix = dataclasses.replace(matrix, libraries={**matrix.libraries, library.name: library})
-    plan = Plan(matrix, envs, cells, {library.name: releases})
-    run = Run(plan, EnvironmentBuilder(cache_dir, index), cache_dir, options)
-    results: dict[str, CellResult] = {}
+@dataclass
+class UserCheckpoint:
+    """A user's own checkpoint and what loading it needs: the library, the constructor arguments, the release it
+    was saved with (a selector naming one release). ``path`` is a safetensors file (a pickle is converted first)."""
 
-    def verdict_of(version: str) -> str:
-        (results[version],) = run.execute({(library.name, version)})
-        return results[version].underlying
-
-    try:
-        position, verdicts = first_change(versions, verdict_of)
-    except ValueError as exc:
-        raise CompatError(str(exc)) from None
-    first = versions[position]
-    return Bisection(library.name, recipe, good, bad, len(versions), first, upload_time(first, releases), verdicts,
-                     results[first], len(verdicts))
+    path: Path
+    library: str
+    config: dict
+    saved_with: str
 
 
-def check(checkpoint: Path, against: list[str], library_name: str | None = None, config: dict | None = None,
-          saved_with: str | None = None, matrix_path: Path | str | None = None, cache_dir: Path | None = None,
-          options: RunOptions | None = None) -> tuple[Run, list[CellResult]]:
-    """Load a user's own checkpoint in each release of ``against``, against its outputs in ``saved_with``.
+def user_checkpoint(checkpoint: Path, library_name: str | None = None, config: dict | None = None,
+                    saved_with: str | None = None, allow_pickle: bool = False) -> UserCheckpoint:
+    """What is not given is read from the checkpoint's compat metadata (``compat.stamp.save_stamped``). A pickle
+    (``torch.save``) is read only with ``allow_pickle``, and then with ``torch.load(weights_only=True)``."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CompatError(f"{checkpoint}: no such file")
+    stamp: dict = {}
+    if checkpoint.suffix in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise CompatError(f"{checkpoint}: a pickle checkpoint; pass --allow-pickle to read it with "
+                              "torch.load(weights_only=True)")
+        from compat.keydiff import pickle_to_safetensors
 
-    What is not given is read from the checkpoint's compat metadata (``compat.stamp.save_stamped``).
-    """
-    stamp = read_stamp(checkpoint)
+        path = pickle_to_safetensors(checkpoint)
+    else:
+        path = checkpoint
+        stamp = read_stamp(checkpoint)
     library_name = library_name or stamp.get("library")
     config = config if config is not None else stamp.get("config")
     saved_with = saved_with or stamp.get("version")
     for value, flag in ((library_name, "--library"), (config, "--recipe-config"), (saved_with, "--saved-with")):
         if not value:
             raise CompatError(f"{checkpoint}: give {flag} (the checkpoint's metadata does not record it)")
+    if not isinstance(config, dict):
+        raise CompatError(f"{checkpoint}: the constructor arguments must be a mapping, got {type(config).__name__}")
+    return UserCheckpoint(path.resolve(), library_name, config, saved_with)
+
+
+def bisect(library_name: str | None, recipe: str | None, good: str | None, bad: str,
+           matrix_path: Path | str | None = None, cache_dir: Path | None = None, options: RunOptions | None = None,
+           checkpoint: UserCheckpoint | None = None) -> Bisection:
+    """Every release from ``good`` up to ``bad`` where a checkpoint saved with ``good`` (the recipe's, or the user's
+    own ``checkpoint``) is read with another verdict than by the release before it."""
     cache_dir = (cache_dir or default_cache_dir()).resolve()
     matrix = load_matrix(matrix_path)
-    library = _library(matrix, library_name)
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    with open(checkpoint, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    recipe = f"user-{digest.hexdigest()[:12]}"
-    library = dataclasses.replace(library, recipes={recipe: RecipeSpec(recipe, Tolerance(**DEFAULT_TOLERANCE))},
-                                  known_breaks=())
-    matrix = dataclasses.replace(matrix, libraries={library.name: library})
     index = read_index_settings()
-    versions, releases = _releases(library, tuple(VersionSelector("exact", v, where=flag) for v, flag in
-                                                  [(saved_with, "--saved-with")] + [(v, "--against") for v in against]),
-                                   index, cache_dir)
+    if checkpoint is not None:
+        library, matrix, recipe, user = _user_library(matrix, checkpoint)
+        good = good or checkpoint.saved_with
+    else:
+        library, user = _library(matrix, library_name), None
+        if recipe not in library.recipes:
+            raise CompatError(f"{matrix.path}: {library.name} has no recipe {recipe!r} (it has: "
+                              f"{', '.join(library.recipes)})")
+    if not good:
+        raise CompatError("give --good (the release that saved the checkpoint)")
+    releases = fetch_releases(library.package, index.index_url, cache_dir)
+    good, bad = _one_version(releases, good, "--good"), _one_version(releases, bad, "--bad")
+    versions, _ = _releases(library, (VersionSelector("range", f">={good},<={bad}", "all", "--good/--bad"),
+                                      VersionSelector("exact", good), VersionSelector("exact", bad)), index, cache_dir)
+    envs = env_plans(library, versions, releases)
+    cells = [Cell(library.name, recipe, good, v) for v in versions]
+    # the release that changed the behaviour, not the one a conversion rule papers over
+    library = dataclasses.replace(library, rules=())
+    matrix = dataclasses.replace(matrix, libraries={**matrix.libraries, library.name: library})
+    plan = Plan(matrix, envs, cells, {library.name: releases})
+    run = Run(plan, EnvironmentBuilder(cache_dir, index), cache_dir, options, user=user)
+    results: dict[str, CellResult] = {}
+
+    def verdict_of(version: str) -> str:
+        (results[version],) = run.execute({(library.name, version)})
+        if version == good and user is not None:
+            _refuse_unloadable(run, library.name, good, recipe)
+        return results[version].underlying
+
+    try:
+        positions, verdicts = change_points(versions, verdict_of)
+    except ValueError as exc:
+        raise CompatError(str(exc)) from None
+    looked = [v for v in versions if v in verdicts]
+    changes = []
+    for position in positions:
+        version = versions[position]
+        before = next(v for v in reversed(looked) if versions.index(v) < position)
+        changes.append(Change(version, upload_time(version, releases), verdicts[before], verdicts[version],
+                              results[version]))
+    return Bisection(library.name, recipe, good, bad, len(versions), changes, verdicts, len(verdicts))
+
+
+def check(checkpoint: UserCheckpoint, against: list[str], matrix_path: Path | str | None = None,
+          cache_dir: Path | None = None, options: RunOptions | None = None) -> tuple[Run, list[CellResult]]:
+    """Load a user's own checkpoint in each release that ``against`` names (versions, ``latest``, ranges), against
+    its outputs in the release it was saved with."""
+    cache_dir = (cache_dir or default_cache_dir()).resolve()
+    library, matrix, recipe, user = _user_library(load_matrix(matrix_path), checkpoint)
+    index = read_index_settings()
+    releases = fetch_releases(library.package, index.index_url, cache_dir)
+    saved_with = _one_version(releases, checkpoint.saved_with, "--saved-with")
+    versions, releases = _releases(library, (VersionSelector("exact", saved_with),)
+                                   + _selectors(against, "--against"), index, cache_dir)
     envs = env_plans(library, versions, releases)
     cells = [Cell(library.name, recipe, saved_with, v) for v in versions]
     plan = Plan(matrix, envs, cells, {library.name: releases})
     builder = EnvironmentBuilder(cache_dir, index)
-    user = {"name": recipe, "config": config, "checkpoint": str(Path(checkpoint).resolve())}
     run = Run(plan, builder, cache_dir, options, user=user)
     results = run.execute()
+    _refuse_unloadable(run, library.name, saved_with, recipe)
     # where keys moved, try the renames they suggest: a cell that then agrees is "converted", with the rule
     rules = {r.cell: {"rename": renames} for r in results
              if r.verdict == "incompatible" and (renames := infer_renames(r.finding))}
@@ -182,11 +229,59 @@ def check(checkpoint: Path, against: list[str], library_name: str | None = None,
     return run, results
 
 
+def _user_library(matrix: Matrix, checkpoint: UserCheckpoint) -> tuple[LibrarySpec, Matrix, str, dict]:
+    """The matrix reduced to the checkpoint's library, with one recipe: the user's model (named by a digest of the
+    checkpoint and its constructor arguments, so its artifacts are cached apart from every other)."""
+    library = _library(matrix, checkpoint.library)
+    digest = hashlib.sha256(json.dumps(checkpoint.config, sort_keys=True).encode())
+    with open(checkpoint.path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    recipe = f"user-{digest.hexdigest()[:12]}"
+    library = dataclasses.replace(library, recipes={recipe: RecipeSpec(recipe, Tolerance(**DEFAULT_TOLERANCE))},
+                                  known_breaks=())
+    user = {"name": recipe, "config": checkpoint.config, "checkpoint": str(checkpoint.path)}
+    return library, dataclasses.replace(matrix, libraries={library.name: library}), recipe, user
+
+
+def _refuse_unloadable(run: Run, library: str, saved_with: str, recipe: str) -> None:
+    """A checkpoint that its own release cannot build or load is a problem of the arguments given (a typo in the
+    constructor arguments, the wrong --saved-with), not an incompatibility between releases."""
+    path = run.artifact_dir(library, saved_with, recipe) / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {"status": "error", "reason": "no artifact"}
+    if manifest["status"] == "error":
+        return  # the environment failed: the cells say why
+    if manifest["status"] != "ok":
+        reason = " ".join(str(manifest.get("reason", "")).split("Traceback")[0].split())[:400]
+        raise CompatError(f"the checkpoint does not load in {library}=={saved_with}, the release it was saved with "
+                          f"({reason}); check the constructor arguments (--recipe-config) and --saved-with")
+
+
+def _selectors(texts: list[str], flag: str) -> tuple[VersionSelector, ...]:
+    selectors = []
+    for text in texts:
+        try:
+            selectors.append(parse_selector(text, flag))
+        except ValueError as exc:
+            raise CompatError(f"{flag}: {exc}") from None
+    return tuple(selectors)
+
+
+def _one_version(releases: list, text: str, flag: str) -> str:
+    """The one release a selector names (an exact version or ``latest``)."""
+    versions, problems = select(_selectors([text], flag), releases)
+    if problems:
+        raise CompatError("; ".join(problems))
+    if len(versions) != 1:
+        raise CompatError(f"{flag}: {text!r} names {len(versions)} releases; give one (a version or 'latest')")
+    return versions[0]
+
+
 def infer_renames(finding: dict) -> dict[str, str] | None:
     """Producer key -> consumer key for every moved key, guessed from names; None unless every key is paired."""
     keys = finding.get("keys", {})
     missing, unexpected = keys.get("missing", []), keys.get("unexpected", [])
-    pairs = renamed_pairs(unexpected, missing)
+    pairs = probable_renames(keys)
     if not missing or len(pairs) != len(missing) or len(pairs) != len(unexpected):
         return None
     return dict(pairs)

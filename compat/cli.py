@@ -43,11 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     survey_parser.add_argument("--cache-dir", type=Path)
     survey_parser.add_argument("--grid", type=int, default=16, help="releases probed in the first pass")
     survey_parser.add_argument("--jobs", type=int, default=2)
-    bisect_parser = commands.add_parser("bisect", help="find the first release where a cell's verdict changes")
-    bisect_parser.add_argument("library")
-    bisect_parser.add_argument("--recipe", required=True)
-    bisect_parser.add_argument("--good", required=True, help="the release that saves the checkpoint (good end)")
-    bisect_parser.add_argument("--bad", required=True, help="a later release where the verdict differs")
+    bisect_parser = commands.add_parser(
+        "bisect", help="find every release where a checkpoint's verdict changes (a recipe's, or your --checkpoint)")
+    bisect_parser.add_argument("library", nargs="?", help="the library (default: from the checkpoint's metadata)")
+    bisect_parser.add_argument("--recipe", help="a recipe of the matrix (or give --checkpoint)")
+    bisect_parser.add_argument("--checkpoint", type=Path, help="your own checkpoint instead of a recipe's")
+    bisect_parser.add_argument("--good", help="the release that saved the checkpoint (default: --checkpoint's)")
+    bisect_parser.add_argument("--bad", required=True, help="a later release where the verdict differs ('latest')")
+    _user_checkpoint_options(bisect_parser)
     bisect_parser.add_argument("--matrix", help="matrix file whose recipes and pins to use")
     bisect_parser.add_argument("--cache-dir", type=Path)
     pins_parser = commands.add_parser("pins", help="the newest release that reads each release's checkpoints")
@@ -57,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     pins_parser.add_argument("--constraints", type=Path, help="write a pip constraints file for --producer")
     pins_parser.add_argument("--recipe", action="append", help="consider only these recipes (default: all)")
     check_parser = commands.add_parser("check", help="load your own checkpoint in other releases")
-    check_parser.add_argument("checkpoint", type=Path, help="a .safetensors state dict")
-    check_parser.add_argument("--against", nargs="+", required=True, help="releases to load it with")
+    check_parser.add_argument("checkpoint", type=Path, help="a .safetensors state dict (or a torch.save file, "
+                              "with --allow-pickle)")
+    check_parser.add_argument("--against", nargs="+", required=True,
+                              help="releases to load it with: versions, 'latest', ranges such as '>=1.0,<2'")
     check_parser.add_argument("--library", help="default: from the checkpoint's compat metadata")
-    check_parser.add_argument("--recipe-config", type=Path, help="JSON or YAML constructor arguments")
-    check_parser.add_argument("--saved-with", help="the release that saved it (default: from its metadata)")
+    _user_checkpoint_options(check_parser)
     check_parser.add_argument("--matrix", help="matrix file that names the library's recipe module and pins")
     check_parser.add_argument("--cache-dir", type=Path)
     check_parser.add_argument("--out", type=Path, help="also write report.json/report.md/index.html here")
@@ -120,25 +124,57 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe-config", type=Path, help="JSON or YAML constructor arguments (default: from the "
+                        "checkpoint's compat metadata)")
+    parser.add_argument("--saved-with", help="the release that saved it (default: from its metadata)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="read a .pt/.bin/.ckpt checkpoint, with torch.load(weights_only=True)")
+
+
+def _read_user_checkpoint(args: argparse.Namespace, path: Path):
+    import yaml
+
+    from compat.api import user_checkpoint
+
+    config = None
+    if args.recipe_config:
+        try:
+            config = yaml.safe_load(args.recipe_config.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise CompatError(f"{args.recipe_config}: cannot read the constructor arguments: {exc}") from None
+        if not isinstance(config, dict):
+            raise CompatError(f"{args.recipe_config}: expected a mapping of constructor arguments")
+    return user_checkpoint(path, args.library, config, args.saved_with, args.allow_pickle)
+
+
 def _bisect(args: argparse.Namespace) -> int:
     from compat.bisect import expected_builds
+    from compat.renames import probable_renames
     from compat.report import evidence_lines
 
     try:
-        found = bisect(args.library, args.recipe, args.good, args.bad, args.matrix, args.cache_dir)
+        if args.checkpoint is None and not (args.library and args.recipe and args.good):
+            raise CompatError("bisect: give LIBRARY --recipe R --good G (a recipe of the matrix), or --checkpoint "
+                              "(your own)")
+        checkpoint = _read_user_checkpoint(args, args.checkpoint) if args.checkpoint else None
+        found = bisect(args.library, args.recipe, args.good, args.bad, args.matrix, args.cache_dir,
+                       checkpoint=checkpoint)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
-    before = found.verdicts[args.good]
-    print(f"compat: {found.library}/{found.recipe}, saved with {found.good}: {found.candidates} releases from "
-          f"{found.good} to {found.bad}")
-    print(f"compat: first release with another verdict: {found.first} (uploaded {found.uploaded[:10]}): "
-          f"{before} -> {found.result.underlying}")
-    print(f"  {found.result.summary}")
-    for line in evidence_lines(found.result.finding):
-        print(f"  {line}")
+    what = f"{args.checkpoint}" if checkpoint else f"{found.library}/{found.recipe}"
+    print(f"compat: {what}, saved with {found.library}=={found.good}: {found.candidates} releases from "
+          f"{found.good} to {found.bad}; {len(found.changes)} change(s) of verdict:")
+    for change in found.changes:
+        print(f"  {change.version} (uploaded {change.uploaded[:10]}): {change.before} -> {change.after}")
+        print(f"    {change.result.summary}")
+        for line in evidence_lines(change.result.finding):
+            print(f"    {line}")
+        for old, new in probable_renames(change.result.finding.get("keys", {}))[:10]:
+            print(f"    probable rename: {old} -> {new}")
     print(f"compat: environments built or reused: {found.environments_used} "
-          f"(bound: 2 ends + ceil(log2) = {expected_builds(found.candidates)})")
+          f"(bound: {expected_builds(found.candidates, len(found.changes))})")
     return 0
 
 
@@ -233,22 +269,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    import yaml
-
-    from compat.declare import renamed_pairs
+    from compat.renames import probable_renames
     from compat.report import evidence_lines, build_report
 
     try:
-        config = None
-        if args.recipe_config:
-            try:
-                config = yaml.safe_load(args.recipe_config.read_text())
-            except (OSError, yaml.YAMLError) as exc:
-                raise CompatError(f"{args.recipe_config}: cannot read the constructor arguments: {exc}") from None
-            if not isinstance(config, dict):
-                raise CompatError(f"{args.recipe_config}: expected a mapping of constructor arguments")
-        run, results = check(args.checkpoint, args.against, args.library, config, args.saved_with, args.matrix,
-                             args.cache_dir)
+        run, results = check(_read_user_checkpoint(args, args.checkpoint), args.against, args.matrix, args.cache_dir)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
@@ -262,19 +287,37 @@ def _check(args: argparse.Namespace) -> int:
             rules[result.cell.consumer] = {"rename": rule}
             for old, new in list(rule.items())[:10]:
                 print(f"    rule: rename {old} -> {new}")
-        keys = result.finding.get("keys", {})
-        for old, new in renamed_pairs(keys.get("unexpected", []), keys.get("missing", []))[:10]:
-            print(f"    probable rename: {old} -> {new}")
+        elif result.verdict not in ("identical", "equivalent"):
+            for old, new in probable_renames(result.finding.get("keys", {}))[:10]:
+                print(f"    probable rename: {old} -> {new}")
         if result.finding.get("rule_tried"):
             print(f"    tried those renames: {result.finding['rule_tried']['summary']}")
     if args.rules_out:
-        args.rules_out.write_text(yaml.safe_dump({"from": results[0].cell.producer, "rules": rules}, sort_keys=False))
-        print(f"compat: rules written to {args.rules_out}")
+        for path in _write_rules(args.rules_out, results[0].cell.producer, rules):
+            print(f"compat: rules written to {path} (read by compat convert --rules)")
     if args.out:
         report = build_report([r.to_json() for r in results], run.environment_records(), str(args.checkpoint),
                               run.builder.torch_version)
         print(f"compat: report written to {write_report(report, args.out)[0].parent}/")
     return 0 if all(r.verdict in ("identical", "equivalent", "converted") for r in results) else 1
+
+
+def _write_rules(out: Path, producer: str, rules: dict[str, dict]) -> list[Path]:
+    """The rule sets that worked, as files ``compat convert --rules`` reads: one file where every release took the
+    same rule, else one per release (``rules-0.33.0.yaml``)."""
+    import yaml
+
+    distinct = {json.dumps(rule, sort_keys=True) for rule in rules.values()}
+    if len(distinct) <= 1:
+        targets = {out: (list(rules), next(iter(rules.values()), {}))}
+    else:
+        targets = {out.with_name(f"{out.stem}-{version}{out.suffix}"): ([version], rule)
+                   for version, rule in rules.items()}
+    for path, (versions, rule) in targets.items():
+        header = (f"# compat check: a checkpoint saved with {producer}, verified to load with this rule in "
+                  f"{', '.join(versions) or 'no release (nothing needed a conversion)'}\n")
+        path.write_text(header + yaml.safe_dump(rule, sort_keys=False))
+    return list(targets)
 
 
 def _pins(args: argparse.Namespace) -> int:

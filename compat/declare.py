@@ -12,11 +12,11 @@ reads every proposal: the reason is what users see.
 
 from __future__ import annotations
 
-import difflib
 from collections import defaultdict
 
 from packaging.version import Version
 
+from compat.renames import probable_renames
 from compat.verdicts import BAD
 
 
@@ -115,7 +115,7 @@ def draft_reason(cell: dict) -> str:
         return f"a release fails on this config ({where}): {evidence.get('reason', '').splitlines()[0]}"
     keys = evidence.get("keys", {})
     if keys.get("missing") or keys.get("unexpected") or keys.get("shape"):
-        renames = renamed_pairs(keys.get("unexpected", []), keys.get("missing", []))
+        renames = probable_renames(keys)
         parts = [f"{len(keys.get('missing', []))} keys missing, {len(keys.get('unexpected', []))} unexpected"]
         if keys.get("shape"):
             parts.append(f"{len(keys['shape'])} shapes changed (e.g. {keys['shape'][0]['key']})")
@@ -125,15 +125,3 @@ def draft_reason(cell: dict) -> str:
     if cell["underlying"] == "diverged":
         return f"same keys, different outputs ({where}): {cell['summary'].removeprefix('diverged: ')}"
     return f"{cell['underlying']} ({where}): {cell['summary']}"
-
-
-def renamed_pairs(old_keys: list[str], new_keys: list[str]) -> list[tuple[str, str]]:
-    """Pair each old key with its most similar new key: a reader's first guess at what was renamed."""
-    pairs = []
-    remaining = list(new_keys)
-    for old in old_keys:
-        match = difflib.get_close_matches(old, remaining, n=1, cutoff=0.6)
-        if match:
-            pairs.append((old, match[0]))
-            remaining.remove(match[0])
-    return pairs

@@ -48,7 +48,7 @@ def open_checkpoint(path: str | Path, allow_pickle: bool = False) -> Checkpoint:
         indexes = sorted(path.glob("*.safetensors.index.json"))
         files = _from_index(indexes[0]) if indexes else sorted(path.glob("*.safetensors"))
     elif path.suffix in PICKLE_SUFFIXES and allow_pickle:
-        files = [_pickle_to_safetensors(path)]
+        files = [pickle_to_safetensors(path)]
     elif path.name.endswith(".index.json"):
         files = _from_index(path)
     else:
@@ -91,7 +91,7 @@ def _artifact_model(folder: Path) -> Path:
     return model
 
 
-def _pickle_to_safetensors(path: Path) -> Path:
+def pickle_to_safetensors(path: Path) -> Path:
     """Load a pickle checkpoint the safe way (tensors and plain containers only) and store it as safetensors."""
     try:
         import torch

@@ -153,6 +153,25 @@ class Matrix:
     libraries: dict[str, LibrarySpec]
 
 
+def parse_selector(text: str, where: str = "") -> VersionSelector:
+    """A version selector as the matrix and every command that takes versions write it: an exact release
+    (``0.28.4``), ``latest`` (the newest stable release) or a range (``>=1.0,<2``). ``ValueError`` says what is
+    expected."""
+    text = text.strip()
+    if text == "latest":
+        return VersionSelector("latest", text, where=where)
+    if text[:1] in ("<", ">", "=", "!", "~"):
+        try:
+            return VersionSelector("range", str(SpecifierSet(text)), "all", where)
+        except InvalidSpecifier:
+            raise ValueError(f"expected a version range such as '>=1.0,<2', got {text!r}") from None
+    try:
+        return VersionSelector("exact", str(Version(text)), where=where)
+    except InvalidVersion:
+        raise ValueError(f"expected a release version (e.g. '0.28.4'), 'latest' or a range (e.g. '>=1.0,<2'), "
+                         f"got {text!r}") from None
+
+
 def default_matrix_path() -> Path:
     return Path(__file__).resolve().parent.parent / "matrix.yaml"
 
@@ -287,18 +306,10 @@ class _Validator:
             text = self.string(item, item_at, raw=True)
             if text is None:
                 continue
-            if text == "latest":
-                selectors.append(VersionSelector("latest", text, where=self.where(item_at)))
-            elif text[0] in "<>=!~":
-                spec = self.specifier(text, item_at)
-                if spec is not None:
-                    selectors.append(VersionSelector("range", str(spec), "all", self.where(item_at)))
-            else:
-                try:
-                    selectors.append(VersionSelector("exact", str(Version(text)), where=self.where(item_at)))
-                except InvalidVersion:
-                    self.problem(item_at, "expected a release version (e.g. '0.28.4'), 'latest', a range "
-                                          f"(e.g. '>=1.0,<2') or {{range, sample}}, got {text!r}")
+            try:
+                selectors.append(parse_selector(text, self.where(item_at)))
+            except ValueError as exc:
+                self.problem(item_at, f"{exc}, or {{range, sample}}")
         return tuple(selectors)
 
     def recipes(self, raw: Any, at: tuple, tolerance: Tolerance) -> dict[str, RecipeSpec]:

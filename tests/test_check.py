@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.version import Version
 
 from compat.api import prepare
 from compat.errors import CompatError
@@ -16,33 +18,45 @@ from compat.stamp import read_stamp
 
 PROJECT = Path(__file__).resolve().parent.parent
 TRAIN = """
-import sys, torch, x_transformers
+import json, sys, torch, x_transformers
 from compat.stamp import save_stamped
-config = {"wrapper": "TransformerWrapper", "num_tokens": 100, "max_seq_len": 32,
-          "attn_layers": {"type": "Decoder", "dim": 48, "depth": 2, "heads": 3}}
+config = json.loads(sys.argv[2])
 torch.manual_seed(0)
 layers = dict(config["attn_layers"]); layers.pop("type")
-model = x_transformers.TransformerWrapper(num_tokens=100, max_seq_len=32, attn_layers=x_transformers.Decoder(**layers))
+model = x_transformers.TransformerWrapper(num_tokens=config["num_tokens"], max_seq_len=config["max_seq_len"],
+                                          attn_layers=x_transformers.Decoder(**layers))
 with torch.no_grad():
     for parameter in model.parameters():
-        parameter.add_(torch.randn_like(parameter) * 0.1)   # "trained"
-save_stamped(model.state_dict(), sys.argv[1], library="x-transformers", config=config)
+        parameter.add_(torch.randn_like(parameter) * 0.1)   # "trained": every parameter away from its initialisation
+if sys.argv[1].endswith(".pt"):
+    torch.save(model.state_dict(), sys.argv[1])   # what users of old releases actually have
+else:
+    save_stamped(model.state_dict(), sys.argv[1], library="x-transformers", config=config)
 """
+CONFIG = {"wrapper": "TransformerWrapper", "num_tokens": 100, "max_seq_len": 32,
+          "attn_layers": {"type": "Decoder", "dim": 48, "depth": 2, "heads": 3}}
+
+
+def train(version: str, path: Path, config: dict, cache_dir: Path) -> Path:
+    """A model 'trained' with a real x-transformers release, in that release's own environment."""
+    matrix = path.parent / "m.yaml"
+    matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
+                      f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+                      f"    versions: ['{version}']\n    recipes: [decoder]\n")
+    session = prepare(matrix, cache_dir)
+    environment = session.run.builder.build(session.plan.envs[("x-transformers", version)].request)
+    subprocess.run([str(environment.python), "-c", TRAIN, str(path), json.dumps(config)], check=True,
+                   env={"PYTHONPATH": str(PROJECT)})
+    return path
+
+
+def compat(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "compat.cli", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, cache_dir) -> Path:
-    """A model 'trained' with x-transformers 0.28.4, in that release's own environment."""
-    folder = tmp_path_factory.mktemp("user")
-    matrix = folder / "m.yaml"
-    matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
-                      f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
-                      "    versions: ['0.28.4']\n    recipes: [decoder]\n")
-    session = prepare(matrix, cache_dir)
-    environment = session.run.builder.build(session.plan.envs[("x-transformers", "0.28.4")].request)
-    path = folder / "model.safetensors"
-    subprocess.run([str(environment.python), "-c", TRAIN, str(path)], check=True, env={"PYTHONPATH": str(PROJECT)})
-    return path
+    return train("0.28.4", tmp_path_factory.mktemp("user") / "model.safetensors", CONFIG, cache_dir)
 
 
 def test_the_stamp_records_library_version_and_config(checkpoint):
@@ -53,19 +67,56 @@ def test_the_stamp_records_library_version_and_config(checkpoint):
 
 def test_check_needs_no_arguments_beyond_the_targets_and_converts_moved_keys(checkpoint, cache_dir, tmp_path):
     rules = tmp_path / "rules.yaml"
-    result = subprocess.run([sys.executable, "-m", "compat.cli", "check", str(checkpoint), "--against", "0.32.3",
-                             "0.33.0", f"--cache-dir={cache_dir}", "--out", str(tmp_path / "report"),
-                             "--rules-out", str(rules)], capture_output=True, text=True)
+    result = compat("check", checkpoint, "--against", ">=0.32.3,<=0.33.0", f"--cache-dir={cache_dir}",
+                    "--out", tmp_path / "report", "--rules-out", rules)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "0.28.4 -> 0.28.4: identical" in out and "0.28.4 -> 0.32.3: identical" in out
     # 0.33.0 renamed the feed-forward keys: the inferred renames make the checkpoint load, bit for bit
     assert "0.28.4 -> 0.33.0: converted: loads after a rule (8 renames); outputs bitwise equal" in out
     assert "rule: rename attn_layers.layers.1.1.net.0.0.weight -> attn_layers.layers.1.1.ff.0.0.weight" in out
-    written = yaml.safe_load(rules.read_text())
-    assert written["from"] == "0.28.4" and len(written["rules"]["0.33.0"]["rename"]) == 8
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert [c["verdict"] for c in report["cells"]] == ["identical", "identical", "converted"]
+    # what check writes, convert reads: the renamed file loads in 0.33.0 (the cell above proved it)
+    converted = compat("convert", checkpoint, "--rules", rules, "-o", tmp_path / "for-0.33.0.safetensors")
+    assert converted.returncode == 0, converted.stderr
+    assert len(yaml.safe_load(rules.read_text())["rename"]) == 8
+
+
+def test_a_torch_save_checkpoint_is_read_only_when_allowed(tmp_path, cache_dir):
+    pickled = train("0.30.0", tmp_path / "model.pt", CONFIG, cache_dir)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(CONFIG))
+    arguments = ["check", pickled, "--library", "x-transformers", "--recipe-config", config, "--saved-with", "0.30.0",
+                 "--against", "latest", f"--cache-dir={cache_dir}"]
+    refused = compat(*arguments)
+    assert refused.returncode == 2 and "pass --allow-pickle" in refused.stderr
+    result = compat(*arguments, "--allow-pickle")
+    assert "0.30.0 -> 0.30.0: identical" in result.stdout, result.stdout + result.stderr
+    consumers = re.findall(r"^0\.30\.0 -> (\S+): ", result.stdout, re.M)
+    assert len(consumers) == 2 and Version(consumers[-1]) > Version("2.3"), "'latest' is the newest release"
+
+
+def test_a_typo_in_the_constructor_arguments_is_a_config_error_not_an_incompatibility(checkpoint, tmp_path,
+                                                                                       cache_dir):
+    config = tmp_path / "config.json"
+    layers = {("dept" if k == "depth" else k): v for k, v in CONFIG["attn_layers"].items()}  # `depth` misspelt
+    config.write_text(json.dumps({**CONFIG, "attn_layers": layers}))
+    result = compat("check", checkpoint, "--recipe-config", config, "--against", "0.28.4", f"--cache-dir={cache_dir}")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "does not load in x-transformers==0.28.4, the release it was saved with" in result.stderr
+    assert "check the constructor arguments (--recipe-config)" in result.stderr and "incompatible" not in result.stdout
+
+
+def test_bisect_lists_every_change_of_a_users_own_checkpoint(tmp_path, cache_dir):
+    """A qk-norm model saved with 0.29.2: from 0.30.0 on it loads and computes something else (silent), from 0.31.0
+    on it is refused."""
+    config = {**CONFIG, "attn_layers": {**CONFIG["attn_layers"], "ff_glu": True, "attn_qk_norm": True}}
+    path = train("0.29.2", tmp_path / "qk.safetensors", config, cache_dir)
+    result = compat("bisect", "--checkpoint", path, "--bad", "0.33.0", f"--cache-dir={cache_dir}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = re.findall(r"^  (\S+) \(uploaded 20\S+\): (\S+) -> (\S+)$", result.stdout, re.M)
+    assert found == [("0.30.0", "identical", "diverged"), ("0.31.0", "diverged", "incompatible")], result.stdout
 
 
 @pytest.mark.parametrize("content, message", [

@@ -1,6 +1,6 @@
 from hypothesis import given, strategies as st
 
-from compat.declare import draft_reason, propose, renamed_pairs
+from compat.declare import draft_reason, propose
 from compat.matrix import KnownBreak
 from packaging.specifiers import SpecifierSet
 
@@ -14,7 +14,8 @@ def cells_from(bad: set[tuple[str, str]], recipe: str = "r") -> list[dict]:
             underlying = "incompatible" if (p, c) in bad else "identical"
             cells.append({"library": "lib", "recipe": recipe, "producer": p, "consumer": c, "underlying": underlying,
                           "verdict": underlying, "summary": "", "evidence": {"status": "ok", "keys": {
-                              "missing": ["a.ff.w"], "unexpected": ["a.net.w"], "shape": [], "dtype": []}}})
+                              "missing": ["a.ff.w"], "unexpected": ["a.net.w"], "shape": [], "dtype": [],
+                              "shapes": {"a.ff.w": [4], "a.net.w": [4]}}}})
     return cells
 
 
@@ -42,9 +43,7 @@ def test_a_layout_boundary_is_two_rectangles_with_a_link_and_a_rename():
     assert "a.net.w -> a.ff.w" in declarations[0]["reason"]
 
 
-def test_renamed_pairs_and_reasons():
-    assert renamed_pairs(["layers.0.net.0.weight", "x"], ["layers.0.ff.0.weight"]) == [
-        ("layers.0.net.0.weight", "layers.0.ff.0.weight")]
+def test_reasons_of_broken_releases():
     broken = {"producer": "1", "consumer": "2", "underlying": "incompatible", "summary": "",
               "evidence": {"status": "broken", "reason": "producer 1: TypeError: boom\ntrace"}}
     assert draft_reason(broken) == "a release fails on this config (1 -> 2): producer 1: TypeError: boom"

@@ -24,7 +24,10 @@ def diff_keys(producer: KeyLayout, consumer: KeyLayout) -> dict:
             shape.append({"key": key, "producer": list(p["shape"]), "consumer": list(c["shape"])})
         if p["dtype"] != c["dtype"]:
             dtype.append({"key": key, "producer": p["dtype"], "consumer": c["dtype"]})
-    return {"missing": missing, "unexpected": unexpected, "shape": shape, "dtype": dtype}
+    # the shapes of the keys only one side has: what makes a rename between them plausible (compat.renames)
+    shapes = {key: list(consumer[key]["shape"]) for key in missing}
+    shapes.update({key: list(producer[key]["shape"]) for key in unexpected})
+    return {"missing": missing, "unexpected": unexpected, "shape": shape, "dtype": dtype, "shapes": shapes}
 
 
 def keys_match(diff: Mapping[str, list]) -> bool:
