@@ -296,9 +296,11 @@ def _releases(library, selectors: tuple[VersionSelector, ...], index, cache_dir:
     return versions, releases
 
 
-def _library(matrix: Matrix, name: str):
+def _library(matrix: Matrix, name: str) -> LibrarySpec:
     if name not in matrix.libraries:
         raise CompatError(f"{matrix.path}: no library {name!r} (it has: {', '.join(matrix.libraries)})")
+    if matrix.libraries[name].fixtures_problem:
+        raise CompatError(matrix.libraries[name].fixtures_problem)
     return matrix.libraries[name]
 
 

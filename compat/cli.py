@@ -121,7 +121,10 @@ def _run(args: argparse.Namespace) -> int:
     tally = counts([r.to_json() for r in results])
     print(f"compat: {len(results)} cells: " + ", ".join(f"{k} {v}" for k, v in tally.items()))
     print(f"compat: report written to {paths[0].parent}/ (report.json, report.md, index.html)")
-    return 0
+    red = [r for r in results if r.verdict in ("diverged", "incompatible", "error") or r.stale_known_break]
+    if red:
+        print(f"compat: {len(red)} cells are red and not declared as known breaks (exit 1); the report says why")
+    return 1 if red else 0
 
 
 def _user_checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -191,10 +194,18 @@ def _diff(args: argparse.Namespace) -> int:
         found = diff(a, b)
         if args.infer:
             rules, unexplained = infer(a, b)
-            found["rules"], found["unexplained"] = rules.to_data(), unexplained
+            dropped = sum(1 for step in rules.to_data().get("steps", []) if step.get("op") == "drop")
+            if a.entries and dropped == len(a.entries):  # a rule that drops everything and invents B explains nothing
+                found["nothing_matched"] = True
+            else:
+                found["rules"], found["unexplained"] = rules.to_data(), unexplained
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
+    if found.get("nothing_matched"):
+        print(f"compat: warning: no tensor of {args.a} matches a tensor of {args.b} by name or content: these look "
+              "like checkpoints of different models, so no rules are proposed"
+              + (f" and {args.rules_out} is not written" if args.rules_out else ""), file=sys.stderr)
     if args.rules_out and "rules" in found:
         args.rules_out.write_text(yaml.safe_dump(found["rules"], sort_keys=False))
     if args.json:

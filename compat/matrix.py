@@ -23,6 +23,7 @@ SAMPLES = ("all", "newest-patch-per-minor", "newest-per-major")
 UPSTREAM = ("documented", "undocumented")
 DEFAULT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 DEFAULT_TIMEOUT = 900.0
+SHIPPED_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"  # the recipes compat ships, per library
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class RecipeSpec:
     tolerance: Tolerance
     outputs: dict[str, Tolerance] = field(default_factory=dict)
     probe: bool = False  # a behaviour check with one verdict per release (cells producer == consumer only)
+    where: str = ""  # file:line of its name in the matrix
 
     def tolerance_for(self, output: str) -> Tolerance:
         return self.outputs.get(output, self.tolerance)
@@ -131,6 +133,7 @@ class LibrarySpec:
     known_breaks: tuple[KnownBreak, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
     rules: tuple[ConversionRule, ...] = ()
+    fixtures_problem: str | None = None  # where compat looked for a recipe module that does not exist
 
     def pins_for(self, version: str) -> tuple[str, ...]:
         return tuple(r for pin in self.pins if pin.versions.contains(version, prereleases=True)
@@ -274,18 +277,38 @@ class _Validator:
             return None
         import_name = self.string(raw.get("import"), at + ("import",)) or ""
         package = self.string(raw.get("package", name), at + ("package",)) or name
-        fixtures = self.path.parent / (raw.get("fixtures") or f"fixtures/{import_name}.py")
-        if not fixtures.is_file():
-            self.problem(at + ("fixtures",), f"recipe module {fixtures} does not exist")
+        fixtures, fixtures_problem = self.fixtures(raw.get("fixtures"), import_name, at + ("fixtures",))
         if "timeout" in raw:
             timeout = self.number(raw["timeout"], at + ("timeout",), 1) or timeout
         return LibrarySpec(
-            name=name, package=package, import_name=import_name, fixtures=fixtures.resolve(),
+            name=name, package=package, import_name=import_name, fixtures=fixtures, fixtures_problem=fixtures_problem,
             versions=self.versions(raw["versions"], at + ("versions",)) if "versions" in raw else (),
             recipes=self.recipes(raw["recipes"], at + ("recipes",), tolerance) if "recipes" in raw else {},
             pins=self.pins(raw.get("pins", []), at + ("pins",)),
             known_breaks=self.known_breaks(raw.get("known_breaks", []), at + ("known_breaks",)),
             timeout=timeout, rules=self.rules(raw.get("rules", []), at + ("rules",)))
+
+    def fixtures(self, raw: Any, import_name: str, at: tuple) -> tuple[Path, str | None]:
+        """The recipe module: ``fixtures:`` (relative to the matrix file's folder), else ``fixtures/<import>.py``
+        beside the matrix, else the one compat ships for that library; and, where it does not exist, the problem
+        saying where it looked (reported with the registry's problems when the plan is made, so that neither hides
+        the other)."""
+        where = f"{self.where(at)}: {'.'.join(map(str, at))}"
+        if raw is not None:
+            text = self.string(raw, at)
+            path = (self.path.parent / text).resolve() if text else self.path.parent
+            if text and not path.is_file():
+                return path, (f"{where}: recipe module {path} does not exist (a relative path is taken from the "
+                              f"matrix file's folder, {self.path.parent.resolve()})")
+            return path, None
+        beside, shipped = self.path.parent / "fixtures" / f"{import_name}.py", SHIPPED_FIXTURES / f"{import_name}.py"
+        if beside.is_file():
+            return beside.resolve(), None
+        if shipped.is_file():
+            return shipped, None
+        offered = ", ".join(sorted(p.stem for p in SHIPPED_FIXTURES.glob("[!_]*.py")))
+        return beside.resolve(), (f"{where}: no recipe module for {import_name!r}: looked for {beside.resolve()} "
+                                  f"and {shipped} (compat ships recipes for {offered}); name one with `fixtures:`")
 
     def versions(self, raw: Any, at: tuple) -> tuple[VersionSelector, ...]:
         if not isinstance(raw, list) or not raw:
@@ -332,7 +355,7 @@ class _Validator:
             raw_outputs = raw_tol.get("outputs", {}) if isinstance(raw_tol, dict) else {}
             for output, raw_output in self.mapping(raw_outputs, tol_at + ("outputs",), set(raw_outputs)).items():
                 outputs[output] = self.tolerance(raw_output, tol_at + ("outputs", output), recipe_tolerance)
-            recipes[str(name)] = RecipeSpec(str(name), recipe_tolerance, outputs, probe)
+            recipes[str(name)] = RecipeSpec(str(name), recipe_tolerance, outputs, probe, self.where(at + (name,)))
         return recipes
 
     def pins(self, raw: Any, at: tuple) -> tuple[Pin, ...]:

@@ -6,6 +6,7 @@ release with itself (the save/load round trip, which must be ``identical``).
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from compat.environments import EnvRequest
 from compat.errors import CompatError, MatrixError, RegistryError
 from compat.matrix import LibrarySpec, Matrix
 from compat.pipconfig import IndexSettings
+from compat.recipe_index import available_recipes
 from compat.registry import Release, fetch_releases, select, upload_time
 
 
@@ -68,6 +70,7 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
     releases_by_library = {}
     problems = []
     for library in matrix.libraries.values():
+        problems += recipe_problems(library, cache_dir)
         try:
             releases = fetch_releases(library.package, index.index_url, cache_dir)
         except RegistryError as exc:
@@ -90,6 +93,25 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
         mine = {key for n, key in enumerate(consumers) if n % count == index_ - 1}
         cells = [c for c in cells if (c.library, c.consumer) in mine]
     return Plan(matrix, envs, cells, releases_by_library)
+
+
+def recipe_problems(library: LibrarySpec, cache_dir: Path) -> list[str]:
+    """A recipe the matrix names that its fixtures module does not have (with the nearest names), or a module that
+    cannot be imported: validation errors, before any environment is built."""
+    if library.fixtures_problem:
+        return [library.fixtures_problem]
+    try:
+        available = available_recipes(library.fixtures, cache_dir)
+    except CompatError as exc:
+        return [f"libraries.{library.name}.fixtures: {exc}"]
+    problems = []
+    for name, spec in library.recipes.items():
+        if name not in available:
+            near = difflib.get_close_matches(name, list(available), n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            problems.append(f"{spec.where}: libraries.{library.name}.recipes: no recipe {name!r} in "
+                            f"{library.fixtures} ({hint}it has: {', '.join(available)})")
+    return problems
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from typing import Callable
 from compat.environments import Environment, EnvironmentBuilder, file_lock
 from compat.errors import CompatError
 from compat.plan import Cell, Plan
+from compat.recipe_index import code_hash
 from compat.verdicts import judge
 from compat.worker_process import PROJECT_ROOT, WorkerFailure, WorkerProcess
 
@@ -69,14 +70,6 @@ class RunStats:
     consumed: int = 0
     seconds: float = 0.0
     import_seconds: list = field(default_factory=list)
-
-
-def code_hash(fixtures: Path) -> str:
-    """What the artifacts and findings depend on besides the environment: the recipes and the worker's code."""
-    digest = hashlib.sha256(fixtures.read_bytes())
-    for path in sorted((PROJECT_ROOT / "compat" / "envside").glob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:20]
 
 
 class Run:
@@ -204,8 +197,11 @@ class Run:
                             self._release_idle(worker)
                         self._consume(worker, key, runnable)
         except WorkerFailure as exc:
-            self.worker_errors[key] = str(exc)
-            self.options.progress(f"compat: {env_plan.name}: {str(exc).splitlines()[0]}")
+            message = str(exc)
+            if exc.missing_module:
+                message = f"{missing_dependency_hint(env_plan.library.name, key[1], exc.missing_module)}\n{message}"
+            self.worker_errors[key] = message
+            self.options.progress(f"compat: {env_plan.name}: {message.splitlines()[0]}")
         except CompatError as exc:
             self.env_errors[key] = f"environment {env_plan.name} could not be built: {exc}"
             self.options.progress(f"compat: {env_plan.name}: build failed: {str(exc).splitlines()[0]}")
@@ -325,6 +321,21 @@ class Run:
                 record["worker_error"] = self.worker_errors[key]
             records.setdefault(key[0], {})[key[1]] = record
         return records
+
+
+# import names whose package on the registry is called something else
+PACKAGE_OF_MODULE = {"yaml": "pyyaml", "PIL": "pillow", "sklearn": "scikit-learn", "cv2": "opencv-python",
+                     "google.protobuf": "protobuf", "attr": "attrs", "dateutil": "python-dateutil"}
+
+
+def missing_dependency_hint(library: str, version: str, module: str) -> str:
+    """What to do when a release imports a module its environment lacks: the release does not declare the package
+    that provides it, and the matrix can add it for that release."""
+    top = module.split(".")[0]
+    package = PACKAGE_OF_MODULE.get(module) or PACKAGE_OF_MODULE.get(top) or top
+    return (f"{library}=={version} imports {module!r}, which it does not declare as a dependency: add under "
+            f"libraries.{library} in the matrix `pins: [{{versions: \"=={version}\", requirements: [{package}], "
+            f"why: \"imported but not declared\"}}]` (or widen `versions` to every release that needs it)")
 
 
 def idle_budget_mb(available_mb: float, jobs: int, peak_mb: float, override: float | None = None) -> float:

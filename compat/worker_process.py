@@ -20,7 +20,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerFailure(Exception):
-    pass
+    """The worker is gone or could not start; ``missing_module`` names the module an import lacked, if that was it."""
+
+    def __init__(self, message: str, missing_module: str | None = None):
+        super().__init__(message)
+        self.missing_module = missing_module
 
 
 class WorkerProcess:
@@ -76,6 +80,9 @@ class WorkerProcess:
                 raise WorkerFailure(f"worker exited while {doing}: {_exit_reason(code)}" + self._stderr_tail())
             if event.get("event") == final:
                 return event
+            if event.get("event") == "failed":
+                self.process.wait()
+                raise WorkerFailure(f"{event.get('reason')}{self._stderr_tail()}", event.get("missing_module"))
             if on_event:
                 on_event(event)
 

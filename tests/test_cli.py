@@ -18,7 +18,7 @@ def test_run_writes_the_three_reports(tmp_path, cache_dir):
                       f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
                       "    versions: ['0.30.0', '0.33.0']\n    recipes: [decoder]\n")
     result = compat("run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # red cells that the matrix does not declare
     assert "4 cells: identical 2, incompatible 2" in result.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     for cell in report["cells"]:
@@ -38,7 +38,40 @@ def test_a_bad_matrix_exits_2_with_one_clear_message(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_known_breaks_proposes_yaml_from_a_report(tmp_path):
+def test_known_breaks_refuses_a_file_that_is_not_a_report(tmp_path):
     report = tmp_path / "report.json"
     report.write_text("not json")
-    assert compat("known-breaks", str(report)).returncode == 2
+    result = compat("known-breaks", str(report))
+    assert result.returncode == 2 and f"{report}: not a compat report" in result.stderr
+
+
+def test_diff_infer_on_unrelated_checkpoints_warns_and_proposes_nothing(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    generator = np.random.default_rng(0)
+    save_file({f"layer.{i}.weight": generator.standard_normal((4, 4)).astype("float32") for i in range(3)},
+              str(tmp_path / "a.safetensors"))
+    save_file({f"block.{i}.w": generator.standard_normal((8,)).astype("float32") for i in range(5)},
+              str(tmp_path / "b.safetensors"))
+    rules = tmp_path / "rules.yaml"
+    result = compat("diff", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"), "--infer",
+                    "--rules-out", str(rules))
+    assert result.returncode == 1
+    assert "no tensor of" in result.stderr and "no rules are proposed" in result.stderr
+    assert "inferred rules" not in result.stdout and not rules.exists()
+
+
+def test_a_release_missing_an_undeclared_dependency_says_which_and_the_pin_that_fixes_it(tmp_path, cache_dir):
+    """x-transformers 1.14.0 imports `packaging` without declaring it."""
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text("libraries:\n  x-transformers:\n    import: x_transformers\n"
+                      f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+                      "    versions: ['1.14.0']\n    recipes: [decoder]\n")
+    result = compat("run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir))
+    assert result.returncode == 1, result.stderr
+    hint = ("x-transformers==1.14.0 imports 'packaging', which it does not declare as a dependency: add under "
+            'libraries.x-transformers in the matrix `pins: [{versions: "==1.14.0", requirements: [packaging]')
+    assert hint in result.stderr  # the console line
+    (cell,) = json.loads((tmp_path / "out" / "report.json").read_text())["cells"]
+    assert cell["verdict"] == "error" and hint in cell["summary"]

@@ -57,7 +57,7 @@ def test_reading_a_corrupt_or_older_report_is_a_clear_error(tmp_path, text, mess
 
 def compat(*args):
     result = subprocess.run([sys.executable, "-m", "compat.cli", *args], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode in ((0, 1) if args[0] == "run" else (0,)), result.stderr  # run: 1 for red cells
     return result
 
 

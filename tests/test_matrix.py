@@ -5,7 +5,9 @@ import re
 import pytest
 
 from compat.errors import MatrixError
-from compat.matrix import load_matrix
+from compat.matrix import SHIPPED_FIXTURES, load_matrix
+from compat.pipconfig import read_index_settings
+from compat.plan import make_plan
 
 GOOD = """\
 defaults:
@@ -88,12 +90,34 @@ def test_malformed_documents(write_matrix, text, pattern):
         load_matrix(write_matrix(text))
 
 
-def test_missing_file_and_missing_fixtures(tmp_path, write_matrix):
+def test_missing_file_and_missing_fixtures(tmp_path, write_matrix, cache_dir):
     with pytest.raises(MatrixError, match="matrix file not found"):
         load_matrix(tmp_path / "nope.yaml")
-    with pytest.raises(MatrixError, match=r"fixtures: recipe module .*nowhere.py does not exist"):
-        load_matrix(write_matrix("libraries:\n  x:\n    import: x\n    fixtures: nowhere.py\n"
-                                 "    versions: [1.0]\n    recipes: [a]\n"))
+    matrix = write_matrix("libraries:\n  x-transformers:\n    import: x_transformers\n    fixtures: nowhere.py\n"
+                          "    versions: [0.30.0, 0.0.99]\n    recipes: [decoder]\n")
+    with pytest.raises(MatrixError) as caught:
+        make_plan(load_matrix(matrix), cache_dir, read_index_settings())
+    # where it looked, and the file's other problems too
+    assert f"{matrix}:4: libraries.x-transformers.fixtures: recipe module {tmp_path / 'nowhere.py'} does not exist " \
+           f"(a relative path is taken from the matrix file's folder, {tmp_path})" in caught.value.problems
+    assert any("version 0.0.99 does not exist" in problem for problem in caught.value.problems)
+
+
+def test_a_matrix_outside_the_project_uses_the_recipes_compat_ships(write_matrix):
+    library = load_matrix(write_matrix("libraries:\n  x-transformers:\n    import: x_transformers\n"
+                                       "    versions: [0.30.0]\n    recipes: [decoder]\n")).libraries["x-transformers"]
+    assert library.fixtures == SHIPPED_FIXTURES / "x_transformers.py" and library.fixtures_problem is None
+
+
+def test_a_recipe_name_typo_is_a_validation_error_naming_the_line(write_matrix, cache_dir):
+    matrix = write_matrix("libraries:\n  x-transformers:\n    import: x_transformers\n"
+                          "    fixtures: @FIXTURES@/x_transformers.py\n    versions: [0.30.0]\n"
+                          "    recipes: [decoder, decodr]\n")
+    with pytest.raises(MatrixError) as caught:
+        make_plan(load_matrix(matrix), cache_dir, read_index_settings())
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(f"{matrix}:6: libraries.x-transformers.recipes: no recipe 'decodr' in ")
+    assert "did you mean 'decoder'? it has: decoder, encoder" in caught.value.problems[0]
 
 
 def test_the_default_matrix_is_valid():

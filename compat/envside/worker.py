@@ -91,7 +91,12 @@ def main() -> None:
     torch.set_num_threads(threads)
     library_module = os.environ.get("COMPAT_IMPORT")
     if library_module:
-        __import__(library_module)
+        try:
+            __import__(library_module)
+        except Exception as exc:  # noqa: BLE001 - the host says what to do; a traceback alone does not
+            missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+            send("failed", reason=f"cannot import {library_module}: {describe(exc)}", missing_module=missing)
+            raise
     from compat.envside import artifact, compare
     from compat.envside.recipe import NotApplicable, load_recipes
     from compat.envside.rules import RuleSet
