@@ -29,7 +29,7 @@ from compat.errors import CompatError
 from compat.plan import Cell, Plan
 from compat.recipe_index import code_hash
 from compat.verdicts import judge
-from compat.worker_process import PROJECT_ROOT, WorkerFailure, WorkerProcess
+from compat.worker_process import WorkerFailure, WorkerProcess
 
 EnvKey = tuple[str, str]  # (library, version)
 

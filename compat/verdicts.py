@@ -38,10 +38,9 @@ class Judgement:
 def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
     status = finding.get("status")
     if status in ("error", "not-applicable"):
-        return status, finding.get("reason", "").strip().splitlines()[0] if finding.get("reason") else status
+        return status, headline(finding["reason"]) if finding.get("reason", "").strip() else status
     if status == "broken":
-        return "incompatible", "a release fails on this recipe's config: " + \
-            finding.get("reason", "").strip().splitlines()[0]
+        return "incompatible", "a release fails on this recipe's config: " + headline(finding.get("reason", ""))
     if "probe" in finding:
         return _probe_verdict(finding["probe"])
     keys = finding.get("keys", {})
@@ -52,10 +51,9 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
     # what it then computes decides
     loaded = ("adapter" in finding or finding.get("loaded_by_library")) and not finding.get("load_error")
     if finding.get("load_error") or (key_problems and not loaded):
-        load_error = (finding.get("load_error") or "").strip().splitlines()
-        return "incompatible", "; ".join(filter(None, [key_problems, load_error[0] if load_error else ""]))
+        return "incompatible", "; ".join(filter(None, [key_problems, headline(finding.get("load_error") or "")]))
     if finding.get("forward_error"):
-        return "incompatible", f"loads, but the forward pass fails: {finding['forward_error'].splitlines()[0]}"
+        return "incompatible", f"loads, but the forward pass fails: {headline(finding['forward_error'])}"
     outputs = finding.get("outputs", {})
     if not outputs:
         return "error", "no outputs were compared"
@@ -95,6 +93,16 @@ def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None) -> 
     if underlying in BAD:
         return Judgement("known-break", underlying, f"{underlying}: {summary}")
     return Judgement(underlying, underlying, summary, stale_known_break=underlying in GOOD)
+
+
+def headline(message: str, limit: int = 400) -> str:
+    """The part of an error message that says what went wrong. A first line that only announces the rest
+    (``RuntimeError: Error(s) in loading state_dict for TransformerWrapper:``) is joined with the line after it."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _probe_verdict(probe: dict) -> tuple[str, str]:

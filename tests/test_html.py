@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import shutil
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from compat.history import changes
 from compat.report import build_report, write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -50,3 +53,41 @@ def test_a_screenshot_is_taken(page, tmp_path):
     out = screenshot.screenshot(page, tmp_path / "shot.png", anchor="c-lib_dec_1.0-_2.0")
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+@pytest.fixture(scope="module")
+def page_with_news(tmp_path_factory) -> Path:
+    """A report the size users see: two libraries, twenty releases, and forty changes since the baseline."""
+    versions = [f"1.{n}" for n in range(20)]
+    cells = [dict(cell(p, c, "identical" if p <= c else "incompatible"), library=library,
+                  id=f"{library}/dec/{p}->{c}") for library in ("lib", "other") for p in versions for c in versions]
+    baseline = build_report([dict(c, verdict="incompatible", underlying="incompatible") for c in cells], {},
+                            "matrix.yaml", "2.13.0")
+    report = build_report(cells, {}, "matrix.yaml", "2.13.0")
+    report["changes"] = changes(baseline, report)
+    assert len(report["changes"]["changed"]) > 40
+    return write_report(report, tmp_path_factory.mktemp("news"))[2]
+
+
+def test_the_news_since_the_baseline_is_html_not_markdown(page_with_news):
+    dom = screenshot.run_page(page_with_news, "--dump-dom")
+    news = re.search(r'<details id="changes".*?</details>', dom, re.S).group(0)
+    assert "New green cells" in news and "<code>lib/dec/1.0-&gt;1.1</code>" in news
+    assert "**" not in news and "`" not in news
+
+
+MEASURE = """<script>
+const box = (el) => el.getBoundingClientRect();
+document.title = JSON.stringify({height: window.innerHeight, summary: box(document.getElementById('summary')).bottom,
+  grid: box(document.querySelector('section.grid')).top,
+  row: box(document.querySelector('section.grid tr:nth-child(4)')).bottom});
+</script></body>"""
+
+
+def test_the_summary_and_the_first_grid_are_above_the_fold_at_1400x1000(page_with_news, tmp_path):
+    measured = tmp_path / "measured.html"
+    measured.write_text(page_with_news.read_text().replace("</body>", MEASURE))
+    dom = screenshot.run_page(measured, "--dump-dom", "--window-size=1400,1000")
+    box = json.loads(html.unescape(re.search(r"<title>(.*?)</title>", dom).group(1)))
+    assert box["height"] > 800, box  # the viewport of a 1400x1000 window (less the browser's own bars)
+    assert box["summary"] < box["grid"] and box["row"] < box["height"], box  # the grid's first rows are visible

@@ -46,3 +46,43 @@ def test_a_probe_is_one_row_with_a_verdict_per_release(tmp_path):
     assert "producer \\ consumer" not in text.split("## lib / r")[1]
     page = write_report(report, tmp_path)[2].read_text()
     assert "<th>release</th>" in page and page.count("<th class='row'>") == 1
+
+
+def test_the_report_leads_with_a_summary_and_groups_identical_evidence():
+    """18 cells of one failed environment used to come, one block each, before the first real finding."""
+    failed = {"status": "error", "reason": "consumer worker failed: exit code 1"}
+    diverged = {"outputs": {"o": {"shape_match": True, "bitwise": False, "max_abs": 0.5, "max_rel": 1.0,
+                                  "cosine": 0.9}}}
+    cells = [cell(p, "9.0", "error", evidence=failed) for p in ("1.0", "2.0", "3.0")] * 6
+    cells = [dict(c, id=f"{c['id']}#{n}") for n, c in enumerate(cells)]
+    cells += [cell("1.0", "2.0", "diverged", evidence=diverged), cell("1.0", "1.0", "identical")]
+    text = markdown(build_report(cells, {}, "m.yaml", "2.13.0"))
+    assert text.index("## Summary") < text.index("## lib / r") < text.index("## Evidence")
+    assert "| lib | 20 | 1 | 0 | 1 | 0 | 0 | 18 | 0 |" in text and "**19 red cells are not declared" in text
+    evidence = text.split("## Evidence")[1]
+    assert evidence.index("diverged") < evidence.index("error")  # the silent break first
+    assert evidence.count("consumer worker failed: exit code 1") == 1  # one block for the 18 cells
+    assert "### 18 cells: error" in evidence and "(+8 more)" in evidence
+
+
+def test_a_red_cell_says_what_to_do_next():
+    renamed = {"keys": {"missing": ["a.ff.w"], "unexpected": ["a.net.w"], "shapes": {"a.ff.w": [4], "a.net.w": [4]}},
+               "load_error": "RuntimeError: Error(s) in loading state_dict for M:\n\tMissing key(s): a.ff.w"}
+    cells = [cell("1.0", "1.0", "identical"), cell("1.0", "1.5", "equivalent"),
+             cell("1.0", "2.0", "incompatible", evidence=renamed), cell("1.0", "3.0", "converted")]
+    text = markdown(build_report(cells, {}, "m.yaml", "2.13.0"))
+    step = text.split("`lib/r/1.0->2.0`: incompatible")[1].split("```")[0]
+    assert "**What to do**: 1 keys look renamed (same shapes), e.g. a.net.w -> a.ff.w" in step
+    assert "the matrix's conversion rule makes it load in 3.0" in step
+    assert "the newest release that reads it as saved: 1.5" in step
+
+
+def test_a_summary_names_what_went_wrong_not_the_header_of_the_message():
+    from compat.matrix import RecipeSpec, Tolerance
+    from compat.verdicts import raw_verdict
+
+    finding = {"status": "ok", "keys": {"missing": ["a"], "unexpected": ["b"]},
+               "load_error": "RuntimeError: Error(s) in loading state_dict for TransformerWrapper:\n\t"
+                             'Missing key(s) in state_dict: "a".'}
+    verdict, summary = raw_verdict(finding, RecipeSpec("r", Tolerance(1e-5, 1e-4)))
+    assert verdict == "incompatible" and summary.endswith('TransformerWrapper: Missing key(s) in state_dict: "a".')
