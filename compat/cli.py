@@ -23,6 +23,13 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"run": _run, "survey": _survey, "known-breaks": _known_breaks, "merge": _merge, "bisect": _bisect,
+                "pins": _pins, "check": _check, "diff": _diff, "convert": _convert}
+    return handlers[args.command](args)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compat", description="Cross-release checkpoint compatibility matrix.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the matrix and write the report")
@@ -99,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     declare_parser.add_argument("--library", help="only this library")
     declare_parser.add_argument("--source", help="the library's repository URL, for links to upstream diffs")
     declare_parser.add_argument("--tag-prefix", default="", help="how the library's release tags start (e.g. v)")
-    args = parser.parse_args(argv)
-    handlers = {"run": _run, "survey": _survey, "known-breaks": _known_breaks, "merge": _merge, "bisect": _bisect,
-                "pins": _pins, "check": _check, "diff": _diff, "convert": _convert}
-    return handlers[args.command](args)
+    return parser
 
 
 def _run(args: argparse.Namespace) -> int:
