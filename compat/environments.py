@@ -132,7 +132,9 @@ class EnvironmentBuilder:
         self.cache_dir, self.index = cache_dir, index
         self.torch_version = torch_version or host_torch_version()
         self.uv = uv or _find_uv()
-        self.python = sys.executable
+        # the interpreter itself, not how it was spelled: `compat` runs bin/python3 and `python -m` runs bin/python,
+        # symlinks to one interpreter, and must share one cache
+        self.python = os.path.realpath(sys.executable)
         self.python_version = ".".join(map(str, sys.version_info[:3]))
         self._base: dict | None = None
 
