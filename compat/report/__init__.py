@@ -1,0 +1,48 @@
+"""The report of a run: ``report.json`` for machines, ``report.md`` and ``index.html`` for people.
+
+``reading`` holds what both pages say (summary, grids, grouped evidence, next steps) as pure functions; ``markdown``
+and ``html`` render it; ``evidence`` turns one cell's findings into lines.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import compat
+from compat.report.evidence import evidence_lines
+from compat.report.html import html_page
+from compat.report.markdown import markdown
+from compat.report.reading import counts, known_break_groups
+
+SCHEMA = 1
+__all__ = ["SCHEMA", "build_report", "counts", "evidence_lines", "html_page", "known_break_groups", "markdown",
+           "write_report"]
+
+
+def build_report(cells: list[dict], environments: dict, matrix_path: str, torch_version: str,
+                 stats: dict | None = None, matrix_digest: str = "", shard: str | None = None) -> dict:
+    """The JSON report (schema: docs/report-schema.md)."""
+    return {
+        "schema": SCHEMA,
+        "compat": compat.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": {"python": platform.python_version(), "torch": torch_version, "platform": platform.platform()},
+        "matrix": matrix_path,
+        "matrix_digest": matrix_digest,
+        "shard": shard,
+        "stats": stats or {},
+        "environments": environments,
+        "cells": cells,
+    }
+
+
+def write_report(report: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "report.json", out / "report.md", out / "index.html"]
+    paths[0].write_text(json.dumps(report, sort_keys=True))
+    paths[1].write_text(markdown(report))
+    paths[2].write_text(html_page(report))
+    return paths
