@@ -115,6 +115,21 @@ class UserCheckpoint:
     saved_with: str
 
 
+def read_constructor_arguments(path: Path) -> dict:
+    """A user's constructor arguments from a JSON or YAML file (within compat's limits for untrusted YAML)."""
+    import yaml
+
+    from compat.yamlsource import load_data
+
+    try:
+        config = load_data(Path(path), "constructor arguments")
+    except yaml.YAMLError as exc:
+        raise CompatError(f"{path}: cannot read the constructor arguments: {exc}") from None
+    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+        raise CompatError(f"{path}: expected a mapping of constructor arguments (names to values)")
+    return config
+
+
 def user_checkpoint(checkpoint: Path, library_name: str | None = None, config: dict | None = None,
                     saved_with: str | None = None, allow_pickle: bool = False) -> UserCheckpoint:
     """What is not given is read from the checkpoint's compat metadata (``compat.stamp.save_stamped``). A pickle

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from compat.envside.dtypes import ITEMSIZE
+from compat.envside.dtypes import ITEMSIZE, MAX_DIMS
 from compat.errors import CompatError
+from compat.untrusted import UntrustedInputError, parse_json
 
 MAX_HEADER = 100 * 1024 * 1024
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -93,9 +94,11 @@ def _read_header(path: Path) -> tuple[dict[str, str], dict[str, TensorInfo]]:
     except OSError as exc:
         raise fail(f"cannot read: {exc.strerror or exc}") from None
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise fail(f"header is not valid JSON: {exc}") from None
+        header = parse_json(raw.decode("utf-8"), str(path), "header", object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise fail(f"header is not UTF-8 (byte {exc.start})") from None
+    except UntrustedInputError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(header, dict):
         raise fail("header is not a JSON object")
     metadata = header.pop("__metadata__", {}) or {}
@@ -108,10 +111,12 @@ def _read_header(path: Path) -> tuple[dict[str, str], dict[str, TensorInfo]]:
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise fail(f"{name}: expected dtype, shape and data_offsets")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in ITEMSIZE:
+        if not isinstance(dtype, str) or dtype not in ITEMSIZE:
             raise fail(f"{name}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2**63 for d in shape):
             raise fail(f"{name}: shape must be a list of non-negative integers, got {shape!r}")
+        if len(shape) > MAX_DIMS:
+            raise fail(f"{name}: {len(shape)} dimensions; compat reads tensors of at most {MAX_DIMS}")
         if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
                 or not 0 <= offsets[0] <= offsets[1] <= data_size):
             raise fail(f"{name}: data_offsets {offsets!r} outside the data ({data_size} bytes)")

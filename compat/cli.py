@@ -140,18 +140,9 @@ def _user_checkpoint_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_user_checkpoint(args: argparse.Namespace, path: Path):
-    import yaml
+    from compat.api import read_constructor_arguments, user_checkpoint
 
-    from compat.api import user_checkpoint
-
-    config = None
-    if args.recipe_config:
-        try:
-            config = yaml.safe_load(args.recipe_config.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise CompatError(f"{args.recipe_config}: cannot read the constructor arguments: {exc}") from None
-        if not isinstance(config, dict):
-            raise CompatError(f"{args.recipe_config}: expected a mapping of constructor arguments")
+    config = read_constructor_arguments(args.recipe_config) if args.recipe_config else None
     return user_checkpoint(path, args.library, config, args.saved_with, args.allow_pickle)
 
 
@@ -233,13 +224,14 @@ def _diff(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     import yaml
 
-    from compat.keydiff import convert, open_checkpoint
     from compat.envside.rules import RuleSet
+    from compat.keydiff import convert, open_checkpoint
+    from compat.yamlsource import load_data
 
     try:
         try:
-            data = yaml.safe_load(args.rules.read_text())
-        except (OSError, yaml.YAMLError) as exc:
+            data = load_data(args.rules, "rule file")
+        except yaml.YAMLError as exc:
             raise CompatError(f"{args.rules}: cannot read the rules: {exc}") from None
         rules = RuleSet.from_data(data, str(args.rules))
         conversion = convert(open_checkpoint(args.checkpoint, args.allow_pickle), rules, args.out,

@@ -6,17 +6,17 @@ version, or a file that is not a report, raises ``ReportError`` naming the file 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
 from compat.errors import CompatError
 from compat.report import SCHEMA
-from compat.verdicts import GOOD, LADDER
+from compat.report.schema import report_problem
+from compat.untrusted import UntrustedInputError, parse_json, read_text
+from compat.verdicts import GOOD
 
 RED = frozenset({"diverged", "incompatible", "error"})
-CELL_FIELDS = ("id", "library", "recipe", "producer", "consumer", "verdict", "underlying")
 
 
 class ReportError(CompatError):
@@ -24,47 +24,23 @@ class ReportError(CompatError):
 
 
 def load_report(path: Path) -> dict:
-    """A report as written by ``compat run``; any other file is a clear error, never a traceback."""
+    """A report as written by ``compat run``; any other file is a clear error naming it (and the field), never a
+    traceback in whichever command reads it."""
     try:
-        report = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read the report: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise ReportError(f"{path}: not a compat report (not JSON: {exc})") from None
+        report = parse_json(read_text(path, "report"), str(path), "report")
+    except UntrustedInputError as exc:
+        raise ReportError(str(exc)) from None
     if not isinstance(report, dict) or "schema" not in report:
         raise ReportError(f"{path}: not a compat report (no 'schema' field)")
     if report["schema"] != SCHEMA:
         raise ReportError(f"{path}: report schema {report['schema']!r}; this compat reads schema {SCHEMA} "
                           "(rerun the matrix with this compat to get a comparable report)")
-    cells = report.get("cells")
-    if not isinstance(cells, list):
+    if not isinstance(report.get("cells"), list):
         raise ReportError(f"{path}: 'cells' must be a list")
-    for index, cell in enumerate(cells):
-        problem = cell_problem(cell)
-        if problem:
-            raise ReportError(f"{path}: cells[{index}]: {problem}")
+    problem = report_problem(report)
+    if problem:
+        raise ReportError(f"{path}: {problem}")
     return report
-
-
-def cell_problem(cell: object) -> str | None:
-    """What makes a report cell unusable (a missing field, a verdict compat does not have, a release that is not a
-    version), or None: every command that reads a report relies on these."""
-    if not isinstance(cell, dict):
-        return "expected an object"
-    absent = [f for f in CELL_FIELDS if not isinstance(cell.get(f), str)]
-    if absent:
-        return f"lacks {', '.join(absent)} (each a string)"
-    for field in ("verdict", "underlying"):
-        if cell[field] not in LADDER:
-            return f"{field} {cell[field]!r} is not one of {', '.join(LADDER)}"
-    for field in ("producer", "consumer"):
-        try:
-            Version(cell[field])
-        except InvalidVersion:
-            return f"{field} {cell[field]!r} is not a release version"
-    if not isinstance(cell.get("evidence", {}), dict):
-        return "evidence must be an object"
-    return None
 
 
 def changes(baseline: dict, current: dict) -> dict:

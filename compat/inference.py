@@ -120,7 +120,7 @@ class _Inference:
         remaining = []
         for name in left:
             dtype, shape = self.layout_b[name]
-            pool = [s for s in self.unused_a() if self.layout_a[s][0] == dtype and len(self.layout_a[s][1]) ==
+            pool = [s for s in self.unused_a() if shape and self.layout_a[s][0] == dtype and len(self.layout_a[s][1]) ==
                     len(shape) and self.layout_a[s][1][1:] == shape[1:] and 0 < self.layout_a[s][1][0] < shape[0]]
             parts = self.cover(self.b.read(name) if pool else b"", dtype, shape, pool, self.layout_a, self.digest_a,
                                name)
@@ -142,7 +142,7 @@ class _Inference:
     def match_split(self, left: list[str]) -> list[str]:
         for name in self.unused_a():
             dtype, shape = self.layout_a[name]
-            pool = [t for t in left if self.layout_b[t][0] == dtype and len(self.layout_b[t][1]) == len(shape)
+            pool = [t for t in left if shape and self.layout_b[t][0] == dtype and len(self.layout_b[t][1]) == len(shape)
                     and self.layout_b[t][1][1:] == shape[1:] and 0 < self.layout_b[t][1][0] < shape[0]]
             parts = self.cover(self.a.read(name) if pool else b"", dtype, shape, pool, self.layout_b, self.digest_b,
                                name)
@@ -284,5 +284,7 @@ def _constant_step(values: np.ndarray, target: np.ndarray, dtype: str, name: str
     if not np.isfinite(constant) or constant == 0 or not np.allclose(difference, constant, rtol=0, atol=1e-6 *
                                                                           max(1.0, abs(constant))):
         return None
+    if values.dtype.kind != "f" and not np.iinfo(values.dtype).min <= constant <= np.iinfo(values.dtype).max:
+        return None  # no constant of this integer type takes one tensor to the other
     value = round(float(constant), 6) if values.dtype.kind == "f" else int(constant)
     return {"op": "add_constant", "key": name, "value": value}

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from compat.checkpoint import PICKLE_SUFFIXES, CheckpointError, SafetensorsFile, TensorInfo, write
+from compat.checkpoint import MAX_DIMS, PICKLE_SUFFIXES, CheckpointError, SafetensorsFile, TensorInfo, write
 from compat.envside.dtypes import ITEMSIZE
 from compat.envside.rules import Conversion, RuleSet
+from compat.untrusted import UntrustedInputError, parse_json, read_text, text_ok
 
 CHUNK = 1 << 20  # pieces that stay in the CPU cache between read and compare: faster than `cat` (benchmarks/)
 
@@ -68,9 +68,9 @@ def _artifact_model(folder: Path) -> Path:
     """The weights of a compat artifact, after checking its manifest agrees with them (a manifest is input too)."""
     where = folder / "manifest.json"
     try:
-        manifest = json.loads(where.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{where}: not a compat manifest ({exc})") from None
+        manifest = parse_json(read_text(where, "manifest"), str(where), "manifest")
+    except UntrustedInputError as exc:
+        raise CheckpointError(f"not a compat manifest: {exc}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("status"), str):
         raise CheckpointError(f"{where}: a manifest is an object with a status")
     if manifest["status"] != "ok":
@@ -111,9 +111,12 @@ def pickle_to_safetensors(path: Path) -> Path:
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) and v.dtype in SAFETENSORS_DTYPE
-            for k, v in state.items()):
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
+    for name, tensor in state.items():
+        problem = _unstorable(name, tensor, SAFETENSORS_DTYPE)
+        if problem:
+            raise CheckpointError(f"{path}: tensor {name!r}: {problem}")
     scratch = Path(tempfile.mkdtemp(prefix="compat-pickle-"))
     atexit.register(shutil.rmtree, scratch, True)
     out = scratch / (path.stem + ".safetensors")
@@ -123,12 +126,40 @@ def pickle_to_safetensors(path: Path) -> Path:
     return out
 
 
+def _unstorable(name: str, tensor, dtypes: dict) -> str | None:
+    """Why a loaded tensor cannot be a safetensors tensor (a pickle can hold sparse, meta-device or nested tensors,
+    and dtypes safetensors has no name for), or None."""
+    import torch
+
+    if not text_ok(name):
+        return "a name with a NUL byte or an unpaired surrogate"
+    if tensor.is_nested:
+        return "a nested tensor"
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).removeprefix('torch.')} tensor (only dense tensors are read)"
+    if tensor.device.type != "cpu":
+        return f"a tensor on the {tensor.device.type} device (its values are not in the file)"
+    if tensor.dtype not in dtypes:
+        return f"dtype {str(tensor.dtype).removeprefix('torch.')}, which safetensors cannot hold"
+    if tensor.dim() > MAX_DIMS:
+        return f"{tensor.dim()} dimensions; compat reads tensors of at most {MAX_DIMS}"
+    return None
+
+
 def _from_index(index: Path) -> list[Path]:
+    """The shard files an index names: file names in the index's own folder, nothing else."""
     try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return sorted({index.parent / name for name in weight_map.values()})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{index}: not a sharded-checkpoint index ({exc})") from None
+        data = parse_json(read_text(index, "index"), str(index), "index")
+    except UntrustedInputError as exc:
+        raise CheckpointError(f"not a sharded-checkpoint index: {exc}") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index}: not a sharded-checkpoint index (weight_map must map tensor names to file "
+                              "names)")
+    for name in set(weight_map.values()):
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise CheckpointError(f"{index}: weight_map names {name!r}: a shard is a file name in the index's folder")
+    return sorted({index.parent / name for name in weight_map.values()})
 
 
 def content_digest(data: bytes, dtype: str) -> str:

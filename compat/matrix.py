@@ -7,6 +7,7 @@ checked when the plan resolves selectors against the registry (``compat.plan``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,15 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from compat.errors import MatrixError
+from compat.errors import CompatError, MatrixError
 from compat.yamlsource import Located, load_located
 
 SAMPLES = ("all", "newest-patch-per-minor", "newest-per-major")
 UPSTREAM = ("documented", "undocumented")
 DEFAULT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 DEFAULT_TIMEOUT = 900.0
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+IMPORT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 SHIPPED_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"  # the recipes compat ships, per library
 
 
@@ -184,9 +187,11 @@ def load_matrix(path: Path | str | None = None) -> Matrix:
     if not path.is_file():
         raise MatrixError([f"{path}: matrix file not found"])
     try:
-        located = load_located(path)
+        located = load_located(path, "matrix file")
     except yaml.YAMLError as exc:
         raise MatrixError([f"{path}: not valid YAML: {exc}"]) from None
+    except CompatError as exc:
+        raise MatrixError([str(exc)]) from None
     return _Validator(located, path).matrix()
 
 
@@ -257,12 +262,21 @@ class _Validator:
                                          f"got {_kind(raw_libraries)}")
             raw_libraries = {}
         for name, raw in raw_libraries.items():
+            if not self.name(name, ("libraries", name), "library"):
+                continue
             library = self.library(str(name), raw, ("libraries", name), tolerance, timeout)
             if library:
                 libraries[library.name] = library
         if self.problems:
             raise MatrixError(self.problems)
         return Matrix(path=self.path, libraries=libraries)
+
+    def name(self, value: Any, at: tuple, what: str) -> bool:
+        """Library and recipe names become folder names and test ids: letters, digits, '.', '_' and '-'."""
+        if isinstance(value, str) and NAME.fullmatch(value):
+            return True
+        self.problem(at, f"expected a {what} name of letters, digits, '.', '_' and '-', got {_kind(value)}")
+        return False
 
     def tolerance(self, value: Any, at: tuple, base: Tolerance, allow_outputs: bool = False) -> Tolerance:
         allowed = {"atol", "rtol", "cosine"} | ({"outputs"} if allow_outputs else set())
@@ -276,6 +290,9 @@ class _Validator:
         if not raw:
             return None
         import_name = self.string(raw.get("import"), at + ("import",)) or ""
+        if import_name and not IMPORT.fullmatch(import_name):
+            self.problem(at + ("import",), f"expected a module name such as x_transformers, got {import_name!r}")
+            import_name = ""
         package = self.string(raw.get("package", name), at + ("package",)) or name
         fixtures, fixtures_problem = self.fixtures(raw.get("fixtures"), import_name, at + ("fixtures",))
         if "timeout" in raw:
@@ -343,6 +360,8 @@ class _Validator:
             return {}
         recipes = {}
         for name, settings in raw.items():
+            if not self.name(name, at + (name,), "recipe"):
+                continue
             settings = self.mapping(settings or {}, at + (name,), {"tolerance", "probe"})
             probe = settings.get("probe", False)
             if not isinstance(probe, bool):
@@ -353,7 +372,8 @@ class _Validator:
             recipe_tolerance = self.tolerance(raw_tol, tol_at, tolerance, allow_outputs=True)
             outputs = {}
             raw_outputs = raw_tol.get("outputs", {}) if isinstance(raw_tol, dict) else {}
-            for output, raw_output in self.mapping(raw_outputs, tol_at + ("outputs",), set(raw_outputs)).items():
+            names = set(raw_outputs) if isinstance(raw_outputs, dict) else set()
+            for output, raw_output in self.mapping(raw_outputs, tol_at + ("outputs",), names).items():
                 outputs[output] = self.tolerance(raw_output, tol_at + ("outputs", output), recipe_tolerance)
             recipes[str(name)] = RecipeSpec(str(name), recipe_tolerance, outputs, probe, self.where(at + (name,)))
         return recipes

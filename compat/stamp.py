@@ -16,6 +16,7 @@ from pathlib import Path
 
 from compat.checkpoint import SafetensorsFile
 from compat.errors import CompatError
+from compat.untrusted import parse_json
 
 PREFIX = "compat."
 
@@ -34,8 +35,7 @@ def read_stamp(path: str | Path) -> dict:
     found = SafetensorsFile(path).metadata
     stamp = {key[len(PREFIX):]: value for key, value in found.items() if key.startswith(PREFIX)}
     if "config" in stamp:
-        try:
-            stamp["config"] = json.loads(stamp["config"])
-        except ValueError:
-            raise CompatError(f"{path}: compat.config in the metadata is not JSON") from None
+        stamp["config"] = parse_json(stamp["config"], f"{path}: compat.config in the metadata", "config")
+        if not isinstance(stamp["config"], dict) or not all(isinstance(key, str) for key in stamp["config"]):
+            raise CompatError(f"{path}: compat.config in the metadata must map argument names to values")
     return stamp

@@ -42,7 +42,7 @@ def test_known_breaks_refuses_a_file_that_is_not_a_report(tmp_path):
     report = tmp_path / "report.json"
     report.write_text("not json")
     result = compat("known-breaks", str(report))
-    assert result.returncode == 2 and f"{report}: not a compat report" in result.stderr
+    assert result.returncode == 2 and f"{report}: the report is not valid JSON" in result.stderr
 
 
 def test_diff_infer_on_unrelated_checkpoints_warns_and_proposes_nothing(tmp_path):

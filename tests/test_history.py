@@ -16,8 +16,11 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 def report(*cells, digest="m1"):
     return {"schema": 1, "created": "t", "compat": "0", "matrix_digest": digest, "environments": {}, "stats": {},
+            "host": {"python": "3.11", "torch": "2.13.0", "platform": "linux"}, "matrix": "m.yaml",
             "cells": [{"id": f"l/r/{p}->{c}", "library": "l", "recipe": "r", "producer": p, "consumer": c,
-                       "verdict": v, "underlying": v, "summary": ""} for p, c, v in cells]}
+                       "verdict": v, "underlying": v, "summary": "", "evidence": {},
+                       "known_break": {"reason": "r", "upstream": "undocumented", "declared_at": "m.yaml:1"}
+                       if v == "known-break" else None} for p, c, v in cells]}
 
 
 def test_changes_classify_reds_greens_and_new_releases():
@@ -40,12 +43,14 @@ def test_merge_refuses_other_matrices_and_conflicts():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("{", "not JSON"), ("[]", "no 'schema' field"), ('{"schema": 0, "cells": []}', "report schema 0"),
-    ('{"schema": 1, "cells": {}}', "'cells' must be a list"), ('{"schema": 1, "cells": [{"id": 1}]}', r"cells\[0\]"),
-    (json.dumps(report(("1", "1", "great"))), r"cells\[0\]: verdict 'great' is not one of identical"),
-    (json.dumps(report(("1", "banana", "identical"))), r"consumer 'banana' is not a release version"),
+    ("{", "not valid JSON"), ("[]", "no 'schema' field"), ('{"schema": 0, "cells": []}', "report schema 0"),
+    ('{"schema": 1, "cells": {}}', "'cells' must be a list"), ('{"schema": 1, "cells": [{"id": 1}]}', r"compat: Field required"),
+    (json.dumps(report(("1", "1", "great"))), r"cells\[0\]\.verdict: Input should be 'identical', 'equivalent'"),
+    (json.dumps(report(("1", "banana", "identical"))), r"cells\[0\]\.consumer: Value error, 'banana' is not a release"),
     (json.dumps({**report(), "cells": [{**report(("1", "1", "identical"))["cells"][0], "underlying": None}]}),
-     r"cells\[0\]: lacks underlying"),
+     r"cells\[0\]\.underlying: Input should be 'identical'"),
+    (json.dumps({**report(), "cells": [{**report(("1", "1", "identical"))["cells"][0], "evidence": {"keys": None}}]}),
+     r"cells\[0\]\.evidence\.keys: Input should be a valid dictionary"),
 ])
 def test_reading_a_corrupt_or_older_report_is_a_clear_error(tmp_path, text, message):
     path = tmp_path / "report.json"
@@ -107,4 +112,4 @@ def test_every_command_that_reads_a_report_refuses_an_unknown_verdict(tmp_path, 
     result = subprocess.run([sys.executable, "-m", "compat.cli", *command, str(path)], capture_output=True, text=True,
                             cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"{path}: cells[0]: verdict 'great'" in result.stderr and "Traceback" not in result.stderr
+    assert f"{path}: cells[0].verdict: Input should be" in result.stderr and "Traceback" not in result.stderr

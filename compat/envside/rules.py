@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from compat.envside.dtypes import ITEMSIZE
+from compat.envside.dtypes import ITEMSIZE, MAX_DIMS
 from compat.errors import CompatError
 
 UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -167,7 +167,7 @@ class RuleSet:
 
 
 def _check_step(step: Any, where: str) -> None:
-    if not isinstance(step, dict) or step.get("op") not in OPS:
+    if not isinstance(step, dict) or not isinstance(step.get("op"), str) or step["op"] not in OPS:
         raise RuleError(f"{where}: a step needs an op among {', '.join(OPS)}")
     required, optional = OPS[step["op"]]
     missing, extra = required - set(step), set(step) - required - optional - {"op"}
@@ -181,18 +181,19 @@ def _check_step(step: Any, where: str) -> None:
 
     def ints(name: str, minimum: int = 0) -> None:
         value = step[name]
-        if not isinstance(value, list) or not all(isinstance(v, int) and v >= minimum for v in value):
-            raise fail(name, f"a list of integers >= {minimum}")
+        if not isinstance(value, list) or len(value) > MAX_DIMS or not all(
+                _integer(v) and minimum <= v < 2**48 for v in value):
+            raise fail(name, f"a list of at most {MAX_DIMS} integers >= {minimum}")
 
     for name in ("key", "into" if step["op"] == "fuse" else "", "pattern", "replacement"):
-        if name in step and not isinstance(step[name], str):
-            raise fail(name, "a string")
-    if "map" in step and not (isinstance(step["map"], dict)
-                              and all(isinstance(k, str) and isinstance(v, str) for k, v in step["map"].items())):
+        if name in step and not (isinstance(step[name], str) and _name_ok(step[name])):
+            raise fail(name, "a string without NUL bytes or unpaired surrogates")
+    if "map" in step and not (isinstance(step["map"], dict) and all(
+            isinstance(k, str) and isinstance(v, str) and _name_ok(k) and _name_ok(v) for k, v in step["map"].items())):
         raise fail("map", "a mapping of names to names")
     for name in ("keys",) + (("into",) if step["op"] == "split" else ()):
         if name in step and not (isinstance(step[name], list) and len(step[name]) >= 2
-                                 and all(isinstance(v, str) for v in step[name])):
+                                 and all(isinstance(v, str) and _name_ok(v) for v in step[name])):
             raise fail(name, "a list of at least two names")
     for name in ("shape", "from") if step["op"] in ("reshape", "drop", "add") else ("shape",):
         if name in step:
@@ -203,12 +204,12 @@ def _check_step(step: Any, where: str) -> None:
         ints("order")
         if sorted(step["order"]) != list(range(len(step["order"]))) or len(step["order"]) < 2:
             raise fail("order", "a permutation of 0..n-1 (n >= 2)")
-    if "chunks" in step and not (isinstance(step["chunks"], int) and step["chunks"] >= 2):
+    if "chunks" in step and not (_integer(step["chunks"]) and 2 <= step["chunks"] <= 2**20):
         raise fail("chunks", "an integer >= 2")
-    if "dim" in step and not (isinstance(step["dim"], int) and step["dim"] >= 0):
-        raise fail("dim", "a non-negative integer")
+    if "dim" in step and not (_integer(step["dim"]) and 0 <= step["dim"] < MAX_DIMS):
+        raise fail("dim", f"an integer from 0 to {MAX_DIMS - 1}")
     for name in ("dtype",) + (("from",) if step["op"] == "cast" else ()):
-        if name in step and step[name] not in ITEMSIZE:
+        if name in step and not (isinstance(step[name], str) and step[name] in ITEMSIZE):
             raise fail(name, f"a safetensors dtype ({', '.join(ITEMSIZE)})")
     if step["op"] == "cast" and step["dtype"] not in NUMERIC:
         raise fail("dtype", "a numeric dtype")
@@ -217,9 +218,30 @@ def _check_step(step: Any, where: str) -> None:
             raise fail(name, "a number")
     if step["op"] == "rename_pattern":
         try:
-            re.compile(step["pattern"])
-        except re.error as exc:
-            raise RuleError(f"{where}: bad pattern: {exc}") from None
+            _check_template(re.compile(step["pattern"]), step["replacement"])
+        except (re.error, RecursionError, OverflowError) as exc:  # checked now, not when a name first matches
+            raise RuleError(f"{where}: bad pattern or replacement: {exc}") from None
+
+
+def _check_template(pattern: re.Pattern, replacement: str) -> None:
+    """Group references in ``replacement`` that ``pattern`` does not have are errors now, not at the first match."""
+    for match in re.finditer(r"\\(?:g<([^>]*)>|(\d+))", replacement):
+        name, number = match.group(1), match.group(2)
+        reference = number if number is not None else name
+        if reference.isdigit():
+            if int(reference) > pattern.groups:
+                raise re.error(f"invalid group reference {reference} (the pattern has {pattern.groups} groups)")
+        elif reference not in pattern.groupindex:
+            raise re.error(f"unknown group name {reference!r}")
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _name_ok(text: str) -> bool:
+    """No NUL byte and no unpaired surrogate: such a name breaks files and terminals far from here."""
+    return not re.search("[\x00\ud800-\udfff]", text)
 
 
 def _describe(step: dict) -> str:
@@ -416,12 +438,31 @@ def _deinterleave(array: np.ndarray, chunks: int, dim: int) -> np.ndarray:
     return np.concatenate([np.take(grouped, j, axis=dim + 1) for j in range(chunks)], axis=dim)
 
 
+def _e4m3fn_values() -> np.ndarray:
+    """The 256 values of float8_e4m3fn (bias 7, no infinities, NaN at S.1111.111), by code."""
+    codes = np.arange(256)
+    exponent, mantissa = (codes >> 3) & 0xF, (codes & 7).astype(np.float64)
+    values = np.where(exponent == 0, mantissa / 8 * 2.0 ** -6, (1 + mantissa / 8) * 2.0 ** (exponent - 7))
+    values[(exponent == 15) & (mantissa == 7)] = np.nan
+    return np.where(codes & 0x80, -values, values).astype(np.float32)
+
+
+E4M3FN = _e4m3fn_values()
+
+
 def decode(raw: np.ndarray, dtype: str) -> np.ndarray:
-    """Values of a raw (unsigned-integer) array: floats as float64-capable numpy floats, bf16 through float32."""
+    """Values of a raw (unsigned-integer) array: floats as float64-capable numpy floats, bf16 through float32,
+    float8 through float16 (e5m2 is the top byte of a float16) or a table (e4m3fn), bool as 0 and 1."""
     if dtype == "BF16":
         return (raw.astype(np.uint32) << 16).view(np.float32)
+    if dtype == "F8_E5M2":
+        return (raw.astype(np.uint16) << 8).view(np.float16)
+    if dtype == "F8_E4M3":
+        return E4M3FN[raw]
     if dtype in FLOATS:
         return raw.view(FLOATS[dtype])
+    if dtype == "BOOL":
+        return raw.view(np.uint8)
     return raw.view(INTEGERS[dtype])
 
 
