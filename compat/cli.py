@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": _run, "survey": _survey, "known-breaks": _known_breaks, "merge": _merge, "bisect": _bisect,
                 "pins": _pins, "check": _check, "diff": _diff, "convert": _convert}
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except CompatError as exc:  # a handler that let one through: still one line
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last guard: a bug in compat is one line too, with how to see more
+        if os.environ.get("COMPAT_DEBUG"):
+            raise
+        print(f"compat: internal error: {type(exc).__name__}: {exc} (a bug in compat: please report it; "
+              "COMPAT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
 
 
 def build_parser() -> argparse.ArgumentParser:

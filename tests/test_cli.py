@@ -75,3 +75,12 @@ def test_a_release_missing_an_undeclared_dependency_says_which_and_the_pin_that_
     assert hint in result.stderr  # the console line
     (cell,) = json.loads((tmp_path / "out" / "report.json").read_text())["cells"]
     assert cell["verdict"] == "error" and hint in cell["summary"]
+
+
+def test_a_bug_in_compat_is_one_line_not_a_traceback(tmp_path):
+    """A file name that is not valid UTF-8 reaches Python as unpaired surrogates: nothing may print a traceback."""
+    odd = tmp_path / "caf\udce9.safetensors"
+    result = subprocess.run([sys.executable, "-m", "compat.cli", "diff", str(odd).encode("utf-8", "surrogateescape"),
+                             str(odd).encode("utf-8", "surrogateescape")], capture_output=True)
+    assert result.returncode in (2, 3) and b"Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

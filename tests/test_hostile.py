@@ -4,6 +4,7 @@ quickly; and a short fuzzing profile over every surface (``benchmarks/fuzz.py`` 
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import struct
 import time
@@ -135,7 +136,10 @@ def test_pickles_of_tensors_safetensors_cannot_hold_are_refused(index, message, 
 
 @pytest.mark.parametrize("surface", sorted(SURFACES))
 def test_a_short_fuzzing_profile_finds_no_crash(surface, tmp_path):
-    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    """Each case within 10 s, and the whole profile raising this process's peak memory by less than 1 GB."""
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(for_surface(surface))
     def run(data: bytes) -> None:
         started = time.perf_counter()
@@ -143,3 +147,4 @@ def test_a_short_fuzzing_profile_finds_no_crash(surface, tmp_path):
         assert time.perf_counter() - started < 10
 
     run()
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024 < 1024
