@@ -1,10 +1,12 @@
-"""Wall time of the matrix against its floor, measured in one run.
+"""Wall time of the matrix against its floors, measured in one run.
 
 Prints:
 - the time to build any missing environments (not part of the run figures);
-- the floor: the sum over environments of a bare ``python -c "import torch, <library>"`` in each;
+- the import floor: the sum over environments of a bare ``python -c "import torch, <library>"`` in each;
 - the run part with warm environments and a cold result cache (fresh recipe-code key, so every artifact is produced and
-  every cell checked again), for several worker/thread settings, each as a ratio to the floor;
+  every cell checked again), for several worker/thread settings: wall time, workers spawned against environments, the
+  workers' own imports, and the compute floor (the recipes' produce and consume time measured inside the workers);
+  per library, the ratio of the run to imports + compute;
 - a no-change rerun of ``compat run`` as a user runs it (wall time, and how many workers it spawned).
 
 Usage: python benchmarks/matrix_walltime.py [--matrix PATH] [--versions N] [--settings 2x1,1x1,3x1,2x2]
@@ -67,8 +69,15 @@ def main() -> None:
             results = run.execute()
             wall = time.perf_counter() - t0
             imports = sum(run.stats.import_seconds)
-            print(f"run part, cold results, jobs={jobs} threads={threads}: {wall:.1f} s for {len(results)} cells, "
-                  f"{run.stats.spawned} workers (their imports: {imports:.1f} s); ratio to floor {wall / floor:.2f}")
+            work = {lib: entry["produce"] + entry["consume"] for lib, entry in run.stats.by_library.items()}
+            print(f"run part, cold results, jobs={jobs} threads={threads}: {wall:.1f} s for {len(results)} cells; "
+                  f"workers spawned {run.stats.spawned} for {len(environments)} environments "
+                  f"({run.stats.spawned / len(environments):.2f}x); their imports {imports:.1f} s, compute "
+                  f"{sum(work.values()):.1f} s; ratio to the import floor {wall / floor:.2f}, to imports + compute "
+                  f"{wall / (floor + sum(work.values())):.2f}")
+            for library, entry in sorted(run.stats.by_library.items()):
+                print(f"  {library}: {entry['workers']} workers, imports {entry['import']:.1f} s, produce "
+                      f"{entry['produce']:.1f} s, consume {entry['consume']:.1f} s")
 
     out = Path(tempfile.mkdtemp())
     command = [sys.executable, "-m", "compat.cli", "run", "--out", str(out)]
@@ -76,8 +85,10 @@ def main() -> None:
         command += ["--matrix", args.matrix]
     subprocess.run(command, capture_output=True)  # make sure the real matrix is complete in the cache
     t0 = time.perf_counter()
-    subprocess.run(command, capture_output=True, check=True)
+    finished = subprocess.run(command, capture_output=True, text=True)
     rerun = time.perf_counter() - t0
+    if finished.returncode not in (0, 1):  # 1: red cells, still a complete run
+        sys.exit(f"compat run failed: {finished.stderr[-2000:]}")
     stats = json.loads((out / "report.json").read_text())["stats"]
     print(f"no-change rerun of `compat run`: {rerun:.2f} s, workers spawned: {stats['workers_spawned']}, "
           f"environments built: {stats['environments_built']}")

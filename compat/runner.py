@@ -28,6 +28,7 @@ from compat.environments import Environment, EnvironmentBuilder, file_lock
 from compat.errors import CompatError
 from compat.plan import Cell, Plan
 from compat.recipe_index import code_hash
+from compat.results import ResultIndex
 from compat.verdicts import judge
 from compat.worker_process import WorkerFailure, WorkerProcess
 
@@ -70,6 +71,13 @@ class RunStats:
     consumed: int = 0
     seconds: float = 0.0
     import_seconds: list = field(default_factory=list)
+    # per library: worker imports, and the recipes' own produce and consume time measured inside the workers (the
+    # compute floor of benchmarks/matrix_walltime.py)
+    by_library: dict = field(default_factory=dict)
+
+    def add(self, library: str, what: str, seconds: float) -> None:
+        entry = self.by_library.setdefault(library, {"workers": 0, "import": 0.0, "produce": 0.0, "consume": 0.0})
+        entry[what] += seconds
 
 
 class Run:
@@ -82,6 +90,7 @@ class Run:
         self.options = options or RunOptions()
         self.env_keys = {key: builder.key(env.request) for key, env in plan.envs.items()}
         self.code = {name: code_hash(lib.fixtures) for name, lib in plan.matrix.libraries.items()}
+        self.results = ResultIndex(cache_dir)
         self.env_errors: dict[EnvKey, str] = {}
         self.worker_errors: dict[EnvKey, str] = {}
         self.environments: dict[EnvKey, Environment] = {}
@@ -129,7 +138,7 @@ class Run:
             producer = (cell.library, cell.producer)
             if not self._has_artifact(*producer, cell.recipe) and cell.recipe not in produce.get(producer, []):
                 produce.setdefault(producer, []).append(cell.recipe)
-            if not self.result_path(cell).is_file():
+            if not self.results.has(cell.library, self.result_path(cell)):
                 consume.setdefault((cell.library, cell.consumer), []).append(cell)
         active = sorted(set(produce) | set(consume))
         self._consumers, self._finished = len(consume), 0
@@ -144,7 +153,9 @@ class Run:
         for thread in threads:
             thread.join()
         self.stats.seconds = time.perf_counter() - started
-        return [self._judge(cell) for cell in cells]
+        judged = [self._judge(cell) for cell in cells]
+        self.results.save()
+        return judged
 
     def produce(self, keys: list[EnvKey], recipes: list[str]) -> dict[EnvKey, dict[str, dict]]:
         """Produce artifacts only (no cells), and return each release's manifests; a failed release gets none."""
@@ -222,15 +233,21 @@ class Run:
         with self._lock:
             self.stats.spawned += 1
             self.stats.import_seconds.append(worker.ready.get("import_seconds", 0.0))
+            self.stats.add(key[0], "workers", 1)
+            self.stats.add(key[0], "import", worker.ready.get("import_seconds", 0.0))
         return worker
 
     def _produce(self, worker: WorkerProcess, key: EnvKey, recipes: list[str]) -> None:
         library = self.plan.matrix.libraries[key[0]]
         command = {"cmd": "produce", "library": key[0], "version": key[1], "fixtures": str(library.fixtures),
                    "recipes": {r: str(self.artifact_dir(*key, r)) for r in recipes}, "user": self.user}
-        worker.send(command, f"producing {', '.join(recipes)} with {key[0]}=={key[1]}")
+        produced: list[float] = []
+        worker.send(command, f"producing {', '.join(recipes)} with {key[0]}=={key[1]}",
+                    lambda event: produced.append(float(event.get("seconds", 0.0))) if event.get("event") ==
+                    "produced" else None)
         with self._lock:
             self.stats.produced += len(recipes)
+            self.stats.add(key[0], "produce", sum(produced))
         self.options.progress(f"compat: {key[0]}=={key[1]}: produced {len(recipes)} artifacts")
 
     def _consume(self, worker: WorkerProcess, key: EnvKey, cells: list[Cell]) -> None:
@@ -251,8 +268,11 @@ class Run:
             worker.send(command, f"checking {len(cells)} cells with {key[0]}=={key[1]}", on_event)
         except WorkerFailure as exc:
             raise WorkerFailure(f"{exc}\n(while checking {cells[min(len(completed), len(cells) - 1)].id})") from None
+        consumed = sum(float((self.results.get(key[0], self.result_path(cell)) or {}).get("seconds", 0.0))
+                       for cell in cells)
         with self._lock:
             self.stats.consumed += len(cells)
+            self.stats.add(key[0], "consume", consumed)
         with self._lock:
             self._finished += 1
             finished = self._finished
@@ -293,12 +313,9 @@ class Run:
                           judgement.stale_known_break)
 
     def _finding(self, cell: Cell) -> dict:
-        path = self.result_path(cell)
-        if path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except ValueError:
-                path.unlink()
+        found = self.results.get(cell.library, self.result_path(cell))
+        if found is not None:
+            return found
         producer, consumer = (cell.library, cell.producer), (cell.library, cell.consumer)
         for key, role in ((producer, "producer"), (consumer, "consumer")):
             if key in self.env_errors:

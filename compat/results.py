@@ -1,0 +1,77 @@
+"""Cell findings kept between runs: the worker writes one file per cell; this index keeps them in one file per library.
+
+A rerun with nothing changed must not grow with the matrix: reading 15,000 small files costs seconds, one file per
+library a fraction of one. The per-cell files stay the source (a worker that is killed mid-run loses nothing it
+finished, and pytest-xdist processes write side by side); the index is a cache of them, merged under a lock when a run
+ends. A finding that is in neither is not known: the cell is checked again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from compat.environments import file_lock
+
+INDEX = "index.json"
+
+
+class ResultIndex:
+    def __init__(self, cache_dir: Path):
+        self.folder = Path(cache_dir) / "results"
+        self._indexes: dict[str, dict[str, dict]] = {}
+        self._added: dict[str, dict[str, dict]] = {}
+        self._lock = threading.Lock()
+
+    def _index(self, library: str) -> dict[str, dict]:
+        if library not in self._indexes:
+            try:
+                loaded = json.loads((self.folder / library / INDEX).read_text())
+            except (OSError, ValueError):
+                loaded = {}
+            self._indexes[library] = loaded if isinstance(loaded, dict) else {}
+        return self._indexes[library]
+
+    def _key(self, library: str, path: Path) -> str:
+        return os.path.relpath(path, self.folder / library)
+
+    def has(self, library: str, path: Path) -> bool:
+        return self._key(library, path) in self._index(library) or path.is_file()
+
+    def get(self, library: str, path: Path) -> dict | None:
+        """The finding a worker recorded at ``path``, from the index or the file (then added to the index)."""
+        key = self._key(library, path)
+        with self._lock:
+            found = self._index(library).get(key)
+        if found is not None:
+            return found
+        try:
+            found = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:  # a file cut short by a killed worker: the cell is checked again
+            path.unlink(missing_ok=True)
+            return None
+        with self._lock:
+            self._index(library)[key] = found
+            self._added.setdefault(library, {})[key] = found
+        return found
+
+    def save(self) -> None:
+        """Merge what this run read from files into each library's index (other processes may have added theirs)."""
+        with self._lock:
+            added, self._added = self._added, {}
+        for library, entries in added.items():
+            path = self.folder / library / INDEX
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with file_lock(path.with_suffix(".lock")):
+                try:
+                    merged = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    merged = {}
+                merged.update(entries)
+                scratch = path.with_suffix(f".{os.getpid()}.tmp")
+                scratch.write_text(json.dumps(merged))
+                os.replace(scratch, path)
