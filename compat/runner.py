@@ -12,8 +12,11 @@ spawns nothing, and an interrupted run resumes where it stopped. Errors are not 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import heapq
+import itertools
 import json
 import os
 import sys
@@ -97,7 +100,9 @@ class Run:
         self.stats = RunStats()
         self._done: set[EnvKey] = set()
         self._condition = threading.Condition()
-        self._busy = threading.Semaphore(max(1, self.options.jobs))
+        self._busy = OrderedSlots(max(1, self.options.jobs))
+        libraries = list(plan.matrix.libraries)
+        self._order = {key: (libraries.index(key[0]), index) for index, key in enumerate(sorted(plan.envs))}
         self._building = threading.Semaphore(max(1, self.options.build_jobs))
         self._idle_mb = 0.0
         self._peak_mb = 0.0  # the largest resident memory any worker has reached
@@ -189,7 +194,7 @@ class Run:
                 with file_lock(self.cache_dir / "artifacts" / key[0] / f"{key[1]}.lock"):
                     todo = [r for r in recipes if not self._has_artifact(*key, r)]
                     if todo:
-                        with self._busy:
+                        with self._busy.slot((self._order[key][0], 0, self._order[key][1])):
                             worker = self._spawn(key, environment)
                             self._produce(worker, key, todo)
                 if worker is not None and cells and not self._keep_idle(worker):
@@ -201,7 +206,7 @@ class Run:
                     self._condition.wait_for(lambda: {(c.library, c.producer) for c in cells} <= self._done)
                 runnable = [c for c in cells if self._has_artifact(c.library, c.producer, c.recipe)]
                 if runnable:
-                    with self._busy:
+                    with self._busy.slot((self._order[key][0], 1, self._order[key][1])):
                         if worker is None:
                             worker = self._spawn(key, environment)
                         else:
@@ -338,6 +343,35 @@ class Run:
                 record["worker_error"] = self.worker_errors[key]
             records.setdefault(key[0], {})[key[1]] = record
         return records
+
+
+class OrderedSlots:
+    """At most ``count`` holders at once; when a slot frees, the waiting job with the lowest priority enters, not the
+    one the thread scheduler happens to wake.
+
+    The runner orders jobs by library, then producing before consuming: a library's producers finish together, its
+    workers consume right after, and idle workers waiting for the rest of their library's producers are never those
+    of several libraries at once (which used to exceed the idle-memory budget and cost a second import)."""
+
+    def __init__(self, count: int):
+        self._free, self._waiting, self._tickets = count, [], itertools.count()
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def slot(self, priority: tuple):
+        entry = (priority, next(self._tickets))
+        with self._condition:
+            heapq.heappush(self._waiting, entry)
+            self._condition.wait_for(lambda: self._free > 0 and self._waiting[0] == entry)
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            self._condition.notify_all()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._free += 1
+                self._condition.notify_all()
 
 
 # import names whose package on the registry is called something else

@@ -102,8 +102,12 @@ CASES = [
     ("odd-tensors", write_tensors({"t0": ("I64", [], b"\xff" * 8)}) + b"\n--compat-fuzz--\n"
      + write_tensors({"t0": ("I64", [], b"\x7f" * 8)}), None),
     # regular expressions in rules are checked when the rule is read, not when a name first matches
-    ("rules", b"rename_patterns: [{pattern: 'a(b)', replacement: '\\\\2'}]\n", "invalid group reference 2"),
+    ("rules", b"rename_patterns: [{pattern: 'a(b)', replacement: '\\2'}]\n", "invalid group reference 2"),
     ("rules", b"rename_patterns: [{pattern: 'a(', replacement: 'x'}]\n", "bad pattern"),
+    ("rules", b"rename_patterns: [{pattern: 'a', replacement: 'x\\'}]\n", "bad escape"),
+    ("report", json.dumps({**seeds.report(), "changes": {**seeds.report()["changes"], "changed": [
+        {"id": "lib/r/1.0->2.0", "before": "identical", "after": "known-break", "kind": "new-red"}]}}).encode(),
+     "changes.changed[0].summary: Field required"),
 ]
 
 

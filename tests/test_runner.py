@@ -257,3 +257,31 @@ def test_a_matrix_rule_converts_and_its_constructor_arguments_reach_the_consumer
     assert converted.finding["rule"]["rename_patterns"][0]["replacement"] == ".ff."
     rebuilt = results["x-transformers/encoder/0.30.0->0.33.0"]
     assert rebuilt.verdict == "incompatible" and "size mismatch" in rebuilt.finding["load_error"], rebuilt.summary
+
+
+def test_ordered_slots_let_the_lowest_priority_in_first():
+    import threading
+    import time
+
+    from compat.runner import OrderedSlots
+
+    slots, entered = OrderedSlots(1), []
+    gate = threading.Event()
+
+    def job(priority):
+        with slots.slot(priority):
+            if priority == (0,):
+                gate.wait(5)
+            entered.append(priority)
+
+    first = threading.Thread(target=job, args=((0,),))
+    first.start()
+    time.sleep(0.1)  # (0,) holds the only slot; the others queue in scrambled order
+    others = [threading.Thread(target=job, args=(p,)) for p in [(3,), (1,), (2,)]]
+    for thread in others:
+        thread.start()
+    time.sleep(0.2)
+    gate.set()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert entered == [(0,), (1,), (2,), (3,)]

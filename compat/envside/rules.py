@@ -224,15 +224,13 @@ def _check_step(step: Any, where: str) -> None:
 
 
 def _check_template(pattern: re.Pattern, replacement: str) -> None:
-    """Group references in ``replacement`` that ``pattern`` does not have are errors now, not at the first match."""
-    for match in re.finditer(r"\\(?:g<([^>]*)>|(\d+))", replacement):
-        name, number = match.group(1), match.group(2)
-        reference = number if number is not None else name
-        if reference.isdigit():
-            if int(reference) > pattern.groups:
-                raise re.error(f"invalid group reference {reference} (the pattern has {pattern.groups} groups)")
-        elif reference not in pattern.groupindex:
-            raise re.error(f"unknown group name {reference!r}")
+    """A replacement that ``re.sub`` would refuse (a group the pattern does not have, a trailing backslash) is an
+    error now, not at the first name it matches: the same parser ``re.sub`` uses."""
+    try:
+        from re import _parser as sre_parse  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10
+        import sre_parse
+    sre_parse.parse_template(replacement, pattern)
 
 
 def _integer(value: Any) -> bool:

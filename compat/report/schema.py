@@ -127,7 +127,7 @@ class ChangedCell(_Model):
     before: str
     after: str
     kind: str
-    summary: str = ""
+    summary: str
 
 
 class Changes(_Model):
