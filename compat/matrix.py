@@ -104,8 +104,16 @@ def _matching(breaks: tuple[KnownBreak, ...], side: str, version: str) -> frozen
     return cached[1]
 
 
+_CONTAINS: dict[tuple[int, str], tuple[SpecifierSet, bool]] = {}
+
+
 def _contains(specifier: SpecifierSet, version: str) -> bool:
-    return specifier.contains(version, prereleases=True)
+    """Remembered by the specifier's identity: a matrix of thousands of cells asks the same few questions, and both
+    packaging's matching and its specifier hashing are slow."""
+    cached = _CONTAINS.get((id(specifier), version))
+    if cached is None or cached[0] is not specifier:
+        cached = _CONTAINS[(id(specifier), version)] = (specifier, specifier.contains(version, prereleases=True))
+    return cached[1]
 
 
 @dataclass(frozen=True)

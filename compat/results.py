@@ -34,8 +34,10 @@ class ResultIndex:
             self._indexes[library] = loaded if isinstance(loaded, dict) else {}
         return self._indexes[library]
 
-    def _key(self, library: str, path: Path) -> str:
-        return os.path.relpath(path, self.folder / library)
+    @staticmethod
+    def _key(library: str, path: Path) -> str:
+        """``recipe/file.json``: a cell's file is results/<library>/<recipe>/<key>.json."""
+        return f"{path.parent.name}/{path.name}"
 
     def has(self, library: str, path: Path) -> bool:
         return self._key(library, path) in self._index(library) or path.is_file()

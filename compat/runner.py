@@ -118,8 +118,7 @@ class Run:
     @functools.lru_cache(maxsize=None)  # noqa: B019
     def result_path(self, cell: Cell) -> Path:
         artifact = self.artifact_dir(cell.library, cell.producer, cell.recipe)
-        rule = self.rule_for(cell)
-        rule = json.dumps(rule, sort_keys=True) if rule else ""
+        rule = _rule_text(self.rule_for(cell))
         key = hashlib.sha256(f"{self.env_keys[(cell.library, cell.consumer)]}|{artifact.name}|"
                              f"{self.code[cell.library]}|{rule}".encode())
         return Path(os.path.join(self.cache_dir, "results", cell.library, cell.recipe, f"{key.hexdigest()[:24]}.json"))
@@ -343,6 +342,19 @@ class Run:
                 record["worker_error"] = self.worker_errors[key]
             records.setdefault(key[0], {})[key[1]] = record
         return records
+
+
+_RULE_TEXT: dict[int, tuple[dict, str]] = {}
+
+
+def _rule_text(rule: dict | None) -> str:
+    """A rule as canonical JSON, for cache keys: remembered by identity (the matrix's rules are few and long-lived)."""
+    if not rule:
+        return ""
+    cached = _RULE_TEXT.get(id(rule))
+    if cached is None or cached[0] is not rule:
+        cached = _RULE_TEXT[id(rule)] = (rule, json.dumps(rule, sort_keys=True))
+    return cached[1]
 
 
 class OrderedSlots:

@@ -98,7 +98,12 @@ def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None) -> 
 def headline(message: str, limit: int = 400) -> str:
     """The part of an error message that says what went wrong. A first line that only announces the rest
     (``RuntimeError: Error(s) in loading state_dict for TransformerWrapper:``) is joined with the line after it."""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    lines = []
+    for line in message.splitlines():  # the first two lines that say something; a traceback can be long
+        if line.strip():
+            lines.append(line.strip())
+            if len(lines) == 2:
+                break
     if not lines:
         return ""
     text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
