@@ -23,7 +23,8 @@ from compat.pipconfig import read_index_settings
 from compat.plan import Cell, Plan, env_plans, make_plan
 from compat.registry import fetch_releases, select, upload_time
 from compat.renames import probable_renames
-from compat.report import build_report, write_report
+from compat.history import load_report
+from compat.report import build_report, counts, write_report
 from compat.runner import CellResult, Run, RunOptions
 from compat.stamp import read_stamp
 from compat.survey import ChangePoint, find_changes, signature
@@ -342,6 +343,55 @@ def report_for(session: Session, results: list[CellResult], baseline: dict | Non
     return report
 
 
-def run_and_report(session: Session, out: Path, baseline: dict | None = None) -> tuple[list[CellResult], list[Path]]:
+@dataclass
+class RunOutcome:
+    """What ``compat run`` says when it is done: the verdict counts, how many cells are red and not declared, where
+    the report is, and whether it is the previous run's report (nothing it depends on changed)."""
+
+    counts: dict[str, int]
+    red: int
+    folder: Path
+    unchanged: bool = False
+
+
+REPORT_KEY = ".compat-report-key.json"
+
+
+def run_and_report(session: Session, out: Path, baseline_path: Path | None = None) -> RunOutcome:
+    """Run the plan and write the report; a rerun whose report would be the same (the same matrix, baseline, compat
+    code and the same finding for every cell: findings are addressed by everything they depend on) keeps the report
+    already in ``out`` and runs nothing, so it costs what planning costs, not what judging 15,000 cells does."""
+    key = _report_key(session, baseline_path)
+    memo = out / REPORT_KEY
+    try:
+        previous = json.loads(memo.read_text())
+        if previous["key"] == key and (out / "report.json").is_file():
+            return RunOutcome(previous["counts"], previous["red"], out, unchanged=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    baseline = load_report(baseline_path) if baseline_path else None
     results = session.run.execute()
-    return results, write_report(report_for(session, results, baseline), out)
+    write_report(report_for(session, results, baseline), out)
+    cells = [r.to_json() for r in results]
+    outcome = RunOutcome(counts(cells), sum(1 for r in results if r.verdict in ("diverged", "incompatible", "error")
+                                            or r.stale_known_break), out)
+    complete = all(r.verdict != "error" for r in results)  # errors are retried, so such a report is not reused
+    if complete:
+        memo.write_text(json.dumps({"key": key, "counts": outcome.counts, "red": outcome.red}))
+    else:
+        memo.unlink(missing_ok=True)
+    return outcome
+
+
+def _report_key(session: Session, baseline_path: Path | None) -> str:
+    """Everything a run's report is a function of."""
+    digest = hashlib.sha256(session.matrix.path.read_bytes())
+    host_code = sorted(Path(__file__).parent.glob("*.py")) + sorted((Path(__file__).parent / "report").glob("*.py"))
+    for path in host_code:
+        digest.update(path.read_bytes())
+    if baseline_path:
+        digest.update(Path(baseline_path).read_bytes())
+    digest.update(json.dumps([session.plan.matrix.path.name, session.shard]).encode())
+    for cell in session.plan.cells:
+        digest.update(f"{cell.id}|{session.run.result_path(cell).name}|".encode())
+    return digest.hexdigest()

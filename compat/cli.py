@@ -125,21 +125,21 @@ def _run(args: argparse.Namespace) -> int:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
                                      memory_mb=args.worker_memory))
-        baseline = load_report(args.baseline) if args.baseline else None
-        results, paths = run_and_report(session, Path(args.out), baseline)
+        outcome = run_and_report(session, Path(args.out), args.baseline)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("compat: interrupted; finished cells are cached and the next run resumes from them", file=sys.stderr)
         return 130
-    tally = counts([r.to_json() for r in results])
-    print(f"compat: {len(results)} cells: " + ", ".join(f"{k} {v}" for k, v in tally.items()))
-    print(f"compat: report written to {paths[0].parent}/ (report.json, report.md, index.html)")
-    red = [r for r in results if r.verdict in ("diverged", "incompatible", "error") or r.stale_known_break]
-    if red:
-        print(f"compat: {len(red)} cells are red and not declared as known breaks (exit 1); the report says why")
-    return 1 if red else 0
+    print(f"compat: {sum(outcome.counts.values())} cells: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
+    if outcome.unchanged:
+        print(f"compat: nothing changed since the report in {outcome.folder}/ was written; it stands")
+    else:
+        print(f"compat: report written to {outcome.folder}/ (report.json, report.md, index.html)")
+    if outcome.red:
+        print(f"compat: {outcome.red} cells are red and not declared as known breaks (exit 1); the report says why")
+    return 1 if outcome.red else 0
 
 
 def _user_checkpoint_options(parser: argparse.ArgumentParser) -> None:

@@ -84,3 +84,24 @@ def test_a_bug_in_compat_is_one_line_not_a_traceback(tmp_path):
                              str(odd).encode("utf-8", "surrogateescape")], capture_output=True)
     assert result.returncode in (2, 3) and b"Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_rerun_with_nothing_changed_keeps_the_report_and_a_changed_matrix_rewrites_it(tmp_path, cache_dir):
+    matrix = tmp_path / "m.yaml"
+    text = ("libraries:\n  x-transformers:\n    import: x_transformers\n"
+            f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+            "    versions: ['0.30.0', '0.33.0']\n    recipes: [decoder]\n")
+    matrix.write_text(text)
+    arguments = ["run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir)]
+    first = compat(*arguments)
+    assert first.returncode == 1 and "report written to" in first.stdout, first.stderr
+    written = (tmp_path / "out" / "report.json").stat().st_mtime_ns
+    again = compat(*arguments)
+    assert again.returncode == 1 and "nothing changed since the report" in again.stdout
+    assert "4 cells: identical 2, incompatible 2" in again.stdout
+    assert (tmp_path / "out" / "report.json").stat().st_mtime_ns == written
+    matrix.write_text(text + "    known_breaks:\n      - {producers: '0.30.0', consumers: '0.33.0', reason: renamed}\n"
+                             "      - {producers: '0.33.0', consumers: '0.30.0', reason: renamed}\n")
+    declared = compat(*arguments)
+    assert declared.returncode == 0 and "report written to" in declared.stdout, declared.stderr
+    assert "known-break 2" in declared.stdout
