@@ -104,6 +104,9 @@ CASES = [
     # regular expressions in rules are checked when the rule is read, not when a name first matches
     ("rules", b"rename_patterns: [{pattern: 'a(b)', replacement: '\\2'}]\n", "invalid group reference 2"),
     ("rules", b"rename_patterns: [{pattern: 'a(', replacement: 'x'}]\n", "bad pattern"),
+    # a rule that would make a tensor of 2**40 values in memory
+    ("rules", rules_text("{op: add, key: huge, shape: [1048576, 1048576], dtype: F32, value: 0}"),
+     "a tensor of at most 1024 MiB"),
     ("rules", b"rename_patterns: [{pattern: 'a', replacement: 'x\\'}]\n", "bad escape"),
     ("report", json.dumps({**seeds.report(), "changes": {**seeds.report()["changes"], "changed": [
         {"id": "lib/r/1.0->2.0", "before": "identical", "after": "known-break", "kind": "new-red"}]}}).encode(),

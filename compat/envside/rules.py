@@ -62,6 +62,9 @@ OPS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
+MAX_ADDED_BYTES = 1 << 30  # an added tensor is one value repeated; a rule asking for more than this is hostile
+
+
 class RuleError(CompatError):
     pass
 
@@ -211,6 +214,8 @@ def _check_step(step: Any, where: str) -> None:
     for name in ("dtype",) + (("from",) if step["op"] == "cast" else ()):
         if name in step and not (isinstance(step[name], str) and step[name] in ITEMSIZE):
             raise fail(name, f"a safetensors dtype ({', '.join(ITEMSIZE)})")
+    if step["op"] == "add" and _product(step["shape"]) * ITEMSIZE[step["dtype"]] > MAX_ADDED_BYTES:
+        raise fail("shape", f"a tensor of at most {MAX_ADDED_BYTES >> 20} MiB (a new tensor is made in memory)")
     if step["op"] == "cast" and step["dtype"] not in NUMERIC:
         raise fail("dtype", "a numeric dtype")
     for name in ("value",):
@@ -231,6 +236,13 @@ def _check_template(pattern: re.Pattern, replacement: str) -> None:
     except ImportError:  # pragma: no cover - Python 3.10
         import sre_parse
     sre_parse.parse_template(replacement, pattern)
+
+
+def _product(values: list[int]) -> int:
+    total = 1
+    for value in values:
+        total *= value
+    return total
 
 
 def _integer(value: Any) -> bool:
