@@ -15,15 +15,14 @@ from pathlib import Path
 from compat.bisect import change_points
 from compat.environments import EnvironmentBuilder
 from compat.errors import CompatError
-from compat.history import changes
 from compat.checkpoint import PICKLE_SUFFIXES
+from compat.history import changes, load_report
 from compat.matrix import (DEFAULT_TOLERANCE, LibrarySpec, Matrix, RecipeSpec, Tolerance, VersionSelector,
                            default_matrix_path, load_matrix, parse_selector)
 from compat.pipconfig import read_index_settings
 from compat.plan import Cell, Plan, env_plans, make_plan
 from compat.registry import fetch_releases, select, upload_time
 from compat.renames import probable_renames
-from compat.history import load_report
 from compat.report import build_report, counts, write_report
 from compat.runner import CellResult, Run, RunOptions
 from compat.stamp import read_stamp
