@@ -144,7 +144,8 @@ class Run:
                 produce.setdefault(producer, []).append(cell.recipe)
             if not self.results.has(cell.library, self.result_path(cell)):
                 consume.setdefault((cell.library, cell.consumer), []).append(cell)
-        active = sorted(set(produce) | set(consume))
+        # threads start in the order they take busy slots: the first ones to arrive take free slots unopposed
+        active = sorted(set(produce) | set(consume), key=lambda key: self._order[key])
         self._consumers, self._finished = len(consume), 0
         self._done = {key for key in self.plan.envs if key not in produce}
         if active:
