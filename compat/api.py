@@ -26,6 +26,7 @@ from compat.renames import probable_renames
 from compat.report import build_report, counts, write_report
 from compat.runner import CellResult, Run, RunOptions
 from compat.stamp import read_stamp
+from compat.verdicts import RED
 from compat.survey import ChangePoint, find_changes, signature
 
 
@@ -372,8 +373,7 @@ def run_and_report(session: Session, out: Path, baseline_path: Path | None = Non
     results = session.run.execute()
     write_report(report_for(session, results, baseline), out)
     cells = [r.to_json() for r in results]
-    outcome = RunOutcome(counts(cells), sum(1 for r in results if r.verdict in ("diverged", "incompatible", "error")
-                                            or r.stale_known_break), out)
+    outcome = RunOutcome(counts(cells), sum(1 for r in results if r.verdict in RED or r.stale_known_break), out)
     complete = all(r.verdict != "error" for r in results)  # errors are retried, so such a report is not reused
     if complete:
         memo.write_text(json.dumps({"key": key, "counts": outcome.counts, "red": outcome.red}))

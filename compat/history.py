@@ -14,9 +14,8 @@ from compat.errors import CompatError
 from compat.report import SCHEMA
 from compat.report.schema import report_problem
 from compat.untrusted import UntrustedInputError, parse_json, read_text
-from compat.verdicts import GOOD
+from compat.verdicts import GOOD, RED
 
-RED = frozenset({"diverged", "incompatible", "error"})
 
 
 class ReportError(CompatError):

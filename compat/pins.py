@@ -10,7 +10,8 @@ from collections import defaultdict
 
 from packaging.version import Version
 
-READS = frozenset({"identical", "equivalent"})
+from compat.verdicts import READS
+
 
 
 def advice(cells: list[dict]) -> dict[str, list[dict]]:

@@ -14,6 +14,8 @@ LADDER = ("identical", "equivalent", "converted", "known-break", "diverged", "in
           "error")
 GOOD = frozenset({"identical", "equivalent", "converted"})
 BAD = frozenset({"diverged", "incompatible"})
+RED = BAD | {"error"}  # what fails a run unless declared
+READS = frozenset({"identical", "equivalent"})  # a release reads a checkpoint as saved
 
 MEANING = {
     "identical": "keys, tensors and outputs bitwise equal",

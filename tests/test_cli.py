@@ -12,12 +12,21 @@ def compat(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "compat.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
+def decoder_matrix(versions: list[str]) -> str:
+    """A small x-transformers matrix of real releases, decoder recipe only."""
+    return ("libraries:\n  x-transformers:\n    import: x_transformers\n"
+            f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+            f"    versions: {versions!r}\n    recipes: [decoder]\n")
+
+
+def run_matrix(tmp_path, cache_dir, text: str) -> subprocess.CompletedProcess:
+    (tmp_path / "m.yaml").write_text(text)
+    return compat("run", "--matrix", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "out"),
+                  "--cache-dir", str(cache_dir))
+
+
 def test_run_writes_the_three_reports(tmp_path, cache_dir):
-    matrix = tmp_path / "m.yaml"
-    matrix.write_text("libraries:\n  x-transformers:\n    import: x_transformers\n"
-                      f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
-                      "    versions: ['0.30.0', '0.33.0']\n    recipes: [decoder]\n")
-    result = compat("run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir))
+    result = run_matrix(tmp_path, cache_dir, decoder_matrix(["0.30.0", "0.33.0"]))
     assert result.returncode == 1, result.stderr  # red cells that the matrix does not declare
     assert "4 cells: identical 2, incompatible 2" in result.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -64,11 +73,7 @@ def test_diff_infer_on_unrelated_checkpoints_warns_and_proposes_nothing(tmp_path
 
 def test_a_release_missing_an_undeclared_dependency_says_which_and_the_pin_that_fixes_it(tmp_path, cache_dir):
     """x-transformers 1.14.0 imports `packaging` without declaring it."""
-    matrix = tmp_path / "m.yaml"
-    matrix.write_text("libraries:\n  x-transformers:\n    import: x_transformers\n"
-                      f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
-                      "    versions: ['1.14.0']\n    recipes: [decoder]\n")
-    result = compat("run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir))
+    result = run_matrix(tmp_path, cache_dir, decoder_matrix(["1.14.0"]))
     assert result.returncode == 1, result.stderr
     hint = ("x-transformers==1.14.0 imports 'packaging', which it does not declare as a dependency: add under "
             'libraries.x-transformers in the matrix `pins: [{versions: "==1.14.0", requirements: [packaging]')
@@ -88,9 +93,7 @@ def test_a_bug_in_compat_is_one_line_not_a_traceback(tmp_path):
 
 def test_a_rerun_with_nothing_changed_keeps_the_report_and_a_changed_matrix_rewrites_it(tmp_path, cache_dir):
     matrix = tmp_path / "m.yaml"
-    text = ("libraries:\n  x-transformers:\n    import: x_transformers\n"
-            f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
-            "    versions: ['0.30.0', '0.33.0']\n    recipes: [decoder]\n")
+    text = decoder_matrix(["0.30.0", "0.33.0"])
     matrix.write_text(text)
     arguments = ["run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir)]
     first = compat(*arguments)

@@ -12,12 +12,12 @@ from packaging.version import Version
 
 from compat.renames import probable_renames
 from compat.report.evidence import evidence_lines
-from compat.verdicts import BAD, LADDER
+from compat.verdicts import BAD, LADDER, READS, RED
 
 SYMBOL = {"identical": "=", "equivalent": "≈", "converted": "C", "known-break": "K", "diverged": "D",
           "incompatible": "X", "not-applicable": "·", "error": "E"}
-READS = frozenset({"identical", "equivalent"})
-RED = frozenset({"diverged", "incompatible", "error"})
+COLUMN = {"identical": "loads", "equivalent": "loads", "converted": "converts", "diverged": "silent",
+          "incompatible": "refuses", "not-applicable": "not_applicable", "error": "errors"}  # summary column of a verdict
 # evidence in the order a reader needs it: the silent breaks first, then refusals, failures, and what merely moved
 READING_ORDER = ("diverged", "incompatible", "error", "converted", "equivalent", "not-applicable", "known-break",
                  "identical")
@@ -42,9 +42,7 @@ def library_summary(cells: list[dict]) -> list[dict]:
                                                 "silent": 0, "refuses": 0, "not_applicable": 0, "errors": 0,
                                                 "declared": 0, "undeclared_red": 0})
         row["cells"] += 1
-        column = {"identical": "loads", "equivalent": "loads", "converted": "converts", "diverged": "silent",
-                  "incompatible": "refuses", "not-applicable": "not_applicable", "error": "errors"}
-        row[column[cell["underlying"]]] += 1
+        row[COLUMN[cell["underlying"]]] += 1
         row["declared"] += cell["verdict"] == "known-break"
         row["undeclared_red"] += cell["verdict"] in RED or bool(cell.get("stale_known_break"))
     return [rows[name] for name in sorted(rows)]
