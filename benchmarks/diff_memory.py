@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compat.checkpoint import write
-from compat.keydiff import open_checkpoint
-from compat.envside.rules import RuleSet
+from compat.host.keydiff import open_checkpoint
+from compat.shared.checkpoint import write
+from compat.shared.rules import RuleSet
 
 TENSOR_MB = 64
 
@@ -102,7 +102,7 @@ def main() -> None:
         conversion = rules.apply(source.layout(), source.read)
         moved = folder / "moved.safetensors"
         write(moved, conversion.layout, conversion.tensors())
-        code = ("import sys, time\nfrom compat.keydiff import open_checkpoint\nfrom compat.inference import infer\n"
+        code = ("import sys, time\nfrom compat.host.keydiff import open_checkpoint\nfrom compat.host.inference import infer\n"
                 "a, b = open_checkpoint(sys.argv[1]), open_checkpoint(sys.argv[2])\n"
                 "t = time.perf_counter(); [a.read(n) for n in a.entries]; [b.read(n) for n in b.entries]\n"
                 "r = time.perf_counter() - t; t = time.perf_counter(); rules, left = infer(a, b)\n"

@@ -27,10 +27,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT), str(PROJECT / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-
 from hostile.strategies import for_surface  # noqa: E402
 from hostile.surfaces import SURFACES, Crash, outcome  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 
 class Hang(Exception):

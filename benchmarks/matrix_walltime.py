@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 from compat.api import default_cache_dir
-from compat.environments import EnvironmentBuilder
-from compat.matrix import load_matrix
-from compat.pipconfig import read_index_settings
-from compat.plan import make_plan
-from compat.runner import Run, RunOptions
+from compat.host.environments import EnvironmentBuilder
+from compat.host.matrix import load_matrix
+from compat.host.pipconfig import read_index_settings
+from compat.host.plan import make_plan
+from compat.host.runner import Run, RunOptions
 
 
 def main() -> None:

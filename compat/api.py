@@ -12,22 +12,32 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from compat.bisect import change_points
-from compat.environments import EnvironmentBuilder
-from compat.errors import CompatError
-from compat.checkpoint import PICKLE_SUFFIXES
-from compat.history import changes, load_report
-from compat.matrix import (DEFAULT_TOLERANCE, LibrarySpec, Matrix, RecipeSpec, Tolerance, VersionSelector,
-                           default_matrix_path, load_matrix, parse_selector)
-from compat.pipconfig import read_index_settings
-from compat.plan import Cell, Plan, env_plans, make_plan
-from compat.registry import fetch_releases, select, upload_time
-from compat.renames import probable_renames
-from compat.report import build_report, counts, write_report
-from compat.runner import CellResult, Run, RunOptions
-from compat.stamp import read_stamp
-from compat.verdicts import RED
-from compat.survey import ChangePoint, find_changes, signature
+from compat import PACKAGE_ROOT
+from compat.host.bisect import change_points
+from compat.host.environments import EnvironmentBuilder
+from compat.host.history import changes, load_report
+from compat.host.matrix import (
+    DEFAULT_TOLERANCE,
+    LibrarySpec,
+    Matrix,
+    RecipeSpec,
+    Tolerance,
+    VersionSelector,
+    default_matrix_path,
+    load_matrix,
+    parse_selector,
+)
+from compat.host.pipconfig import read_index_settings
+from compat.host.plan import Cell, Plan, env_plans, make_plan
+from compat.host.registry import fetch_releases, select, upload_time
+from compat.host.renames import probable_renames
+from compat.host.report import build_report, counts, write_report
+from compat.host.runner import CellResult, Run, RunOptions
+from compat.host.survey import ChangePoint, find_changes, signature
+from compat.host.verdicts import RED
+from compat.shared.checkpoint import PICKLE_SUFFIXES
+from compat.shared.errors import CompatError
+from compat.shared.stamp import read_stamp
 
 
 def default_cache_dir() -> Path:
@@ -120,7 +130,7 @@ def read_constructor_arguments(path: Path) -> dict:
     """A user's constructor arguments from a JSON or YAML file (within compat's limits for untrusted YAML)."""
     import yaml
 
-    from compat.yamlsource import load_data
+    from compat.host.yamlsource import load_data
 
     try:
         config = load_data(Path(path), "constructor arguments")
@@ -133,7 +143,7 @@ def read_constructor_arguments(path: Path) -> dict:
 
 def user_checkpoint(checkpoint: Path, library_name: str | None = None, config: dict | None = None,
                     saved_with: str | None = None, allow_pickle: bool = False) -> UserCheckpoint:
-    """What is not given is read from the checkpoint's compat metadata (``compat.stamp.save_stamped``). A pickle
+    """What is not given is read from the checkpoint's compat metadata (``compat.shared.stamp.save_stamped``). A pickle
     (``torch.save``) is read only with ``allow_pickle``, and then with ``torch.load(weights_only=True)``."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -143,7 +153,7 @@ def user_checkpoint(checkpoint: Path, library_name: str | None = None, config: d
         if not allow_pickle:
             raise CompatError(f"{checkpoint}: a pickle checkpoint; pass --allow-pickle to read it with "
                               "torch.load(weights_only=True)")
-        from compat.keydiff import pickle_to_safetensors
+        from compat.host.keydiff import pickle_to_safetensors
 
         path = pickle_to_safetensors(checkpoint)
     else:
@@ -385,8 +395,7 @@ def run_and_report(session: Session, out: Path, baseline_path: Path | None = Non
 def _report_key(session: Session, baseline_path: Path | None) -> str:
     """Everything a run's report is a function of."""
     digest = hashlib.sha256(session.matrix.path.read_bytes())
-    host_code = sorted(Path(__file__).parent.glob("*.py")) + sorted((Path(__file__).parent / "report").glob("*.py"))
-    for path in host_code:
+    for path in sorted((PACKAGE_ROOT / "host").rglob("*.py")) + [PACKAGE_ROOT / "api.py"]:
         digest.update(path.read_bytes())
     if baseline_path:
         digest.update(Path(baseline_path).read_bytes())

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from compat.api import bisect, check, prepare, run_and_report, survey
-from compat.errors import CompatError
-from compat.plan import parse_shard
-from compat.history import changes, load_report, merge
-from compat.report import counts, write_report
-from compat.runner import RunOptions
+from compat.host.history import changes, load_report, merge
+from compat.host.plan import parse_shard
+from compat.host.report import counts, write_report
+from compat.host.runner import RunOptions
+from compat.shared.errors import CompatError
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -158,9 +158,9 @@ def _read_user_checkpoint(args: argparse.Namespace, path: Path):
 
 
 def _bisect(args: argparse.Namespace) -> int:
-    from compat.bisect import expected_builds
-    from compat.renames import probable_renames
-    from compat.report import evidence_lines
+    from compat.host.bisect import expected_builds
+    from compat.host.renames import probable_renames
+    from compat.host.report import evidence_lines
 
     try:
         if args.checkpoint is None and not (args.library and args.recipe and args.good):
@@ -192,8 +192,8 @@ def _diff(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from compat.inference import infer
-    from compat.keydiff import diff, open_checkpoint
+    from compat.host.inference import infer
+    from compat.host.keydiff import diff, open_checkpoint
 
     try:
         a, b = open_checkpoint(args.a, args.allow_pickle), open_checkpoint(args.b, args.allow_pickle)
@@ -235,9 +235,9 @@ def _diff(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     import yaml
 
-    from compat.envside.rules import RuleSet
-    from compat.keydiff import convert, open_checkpoint
-    from compat.yamlsource import load_data
+    from compat.host.keydiff import convert, open_checkpoint
+    from compat.host.yamlsource import load_data
+    from compat.shared.rules import RuleSet
 
     try:
         try:
@@ -260,7 +260,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     """0 when the converted file equals the reference: bitwise, or within the tolerances where some were given."""
-    from compat.keydiff import diff, max_difference, open_checkpoint
+    from compat.host.keydiff import diff, max_difference, open_checkpoint
 
     result, reference = open_checkpoint(args.out), open_checkpoint(args.verify)
     found = diff(result, reference)
@@ -287,8 +287,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from compat.renames import probable_renames
-    from compat.report import evidence_lines, build_report
+    from compat.host.renames import probable_renames
+    from compat.host.report import build_report, evidence_lines
 
     try:
         run, results = check(_read_user_checkpoint(args, args.checkpoint), args.against, args.matrix, args.cache_dir)
@@ -339,7 +339,7 @@ def _write_rules(out: Path, producer: str, rules: dict[str, dict]) -> list[Path]
 
 
 def _pins(args: argparse.Namespace) -> int:
-    from compat.pins import advice, constraint, table_lines
+    from compat.host.pins import advice, constraint, table_lines
 
     try:
         cells = load_report(args.report)["cells"]
@@ -385,7 +385,7 @@ def _merge(args: argparse.Namespace) -> int:
 def _known_breaks(args: argparse.Namespace) -> int:
     import yaml
 
-    from compat.declare import propose
+    from compat.host.declare import propose
 
     try:
         cells = load_report(args.report)["cells"]

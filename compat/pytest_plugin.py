@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from compat.api import Session, default_cache_dir, prepare, report_for
-from compat.environments import file_lock
-from compat.errors import CompatError
-from compat.history import load_report
-from compat.matrix import default_matrix_path
-from compat.plan import parse_shard
-from compat.report import write_report
-from compat.runner import CellResult, RunOptions
-from compat.verdicts import BAD, GOOD
+from compat.host.environments import file_lock
+from compat.host.history import load_report
+from compat.host.matrix import default_matrix_path
+from compat.host.plan import parse_shard
+from compat.host.report import write_report
+from compat.host.runner import CellResult, RunOptions
+from compat.host.verdicts import BAD, GOOD
+from compat.shared.errors import CompatError
 
 SESSION = pytest.StashKey[Session]()
 RESULTS = pytest.StashKey[dict]()  # cell id -> CellResult, for every cell this process has results for
@@ -163,7 +163,7 @@ def _result_for(config: pytest.Config, cell) -> CellResult:
 
 
 def _evidence(result: CellResult) -> str:
-    from compat.report import evidence_lines
+    from compat.host.report import evidence_lines
 
     lines = [f"{result.cell.id}: {result.verdict}: {result.summary}"]
     lines += evidence_lines(result.finding)

@@ -4,9 +4,10 @@ import re
 import subprocess
 import sys
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from compat.bisect import change_points, expected_builds
+from compat.host.bisect import change_points, expected_builds
 
 
 @given(st.integers(2, 600), st.data())

@@ -13,13 +13,13 @@ import yaml
 from packaging.version import Version
 
 from compat.api import prepare
-from compat.errors import CompatError
-from compat.stamp import read_stamp
+from compat.shared.errors import CompatError
+from compat.shared.stamp import read_stamp
 
 PROJECT = Path(__file__).resolve().parent.parent
 TRAIN = """
 import json, sys, torch, x_transformers
-from compat.stamp import save_stamped
+from compat.shared.stamp import save_stamped
 config = json.loads(sys.argv[2])
 torch.manual_seed(0)
 layers = dict(config["attn_layers"]); layers.pop("type")

@@ -7,10 +7,11 @@ import struct
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from compat.checkpoint import CheckpointError, SafetensorsFile
+from compat.shared.checkpoint import CheckpointError, SafetensorsFile
 
 
 def raw_file(tmp_path, header: dict | bytes, data: bytes = b"", length: int | None = None):
@@ -79,7 +80,7 @@ def test_random_corruptions_end_in_checkpoint_error(tmp_path_factory, data):
 
 
 def test_a_compat_artifact_is_read_as_its_model_and_its_manifest_is_checked(tmp_path):
-    from compat.keydiff import open_checkpoint
+    from compat.host.keydiff import open_checkpoint
 
     save_file({"w": torch.ones(2, 3)}, str(tmp_path / "model.safetensors"))
     save_file({"x": torch.ones(1)}, str(tmp_path / "inputs.safetensors"))

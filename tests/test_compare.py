@@ -1,7 +1,8 @@
 import math
 
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from compat.envside.compare import bitwise_equal, diff_keys, keys_match, output_stats, state_differences
 

@@ -1,8 +1,9 @@
-from hypothesis import given, strategies as st
-
-from compat.declare import draft_reason, propose
-from compat.matrix import KnownBreak
+from hypothesis import given
+from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
+
+from compat.host.declare import draft_reason, propose
+from compat.host.matrix import KnownBreak
 
 VERSIONS = ["1.0", "1.1", "1.2", "2.0", "2.1"]
 

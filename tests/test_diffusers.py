@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compat.api import prepare
-from compat.runner import RunOptions
+from compat.host.runner import RunOptions
 
 PROJECT = Path(__file__).resolve().parent.parent
 

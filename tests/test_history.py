@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compat.history import ReportError, changes, load_report, merge
+from compat.host.history import ReportError, changes, load_report, merge
 
 PROJECT = Path(__file__).resolve().parent.parent
 

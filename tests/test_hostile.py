@@ -10,11 +10,11 @@ import struct
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-
 from hostile import seeds
 from hostile.strategies import YAML_BOMBS, for_surface, write_tensors
 from hostile.surfaces import SURFACES, outcome
+from hypothesis import HealthCheck, given, settings
+
 
 @pytest.fixture(autouse=True)
 def time_limit():
@@ -120,7 +120,7 @@ def test_each_class_of_hostile_input_is_one_clean_error(surface, data, message, 
     try:
         SURFACES[surface](data, tmp_path)
     except Exception as exc:  # noqa: BLE001 - the test judges what was raised
-        from compat.errors import CompatError
+        from compat.shared.errors import CompatError
 
         assert isinstance(exc, CompatError), f"{type(exc).__name__}: {exc}"
         assert message and message in str(exc), str(exc)
@@ -134,8 +134,9 @@ PICKLES = ["a sparse_coo tensor", "a tensor on the meta device", "a nested tenso
 
 @pytest.mark.parametrize("index, message", enumerate(PICKLES))
 def test_pickles_of_tensors_safetensors_cannot_hold_are_refused(index, message, tmp_path):
-    from compat.errors import CompatError
     from hostile.strategies import _PICKLES
+
+    from compat.shared.errors import CompatError
 
     with pytest.raises(CompatError, match=message):
         SURFACES["pickle"](_PICKLES()[index], tmp_path)

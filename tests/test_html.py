@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from compat.history import changes
-from compat.report import build_report, write_report
+from compat.host.history import changes
+from compat.host.report import build_report, write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import screenshot  # noqa: E402

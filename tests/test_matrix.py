@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from compat.errors import MatrixError
-from compat.matrix import SHIPPED_FIXTURES, load_matrix
-from compat.pipconfig import read_index_settings
-from compat.plan import make_plan
+from compat.host.matrix import SHIPPED_FIXTURES, load_matrix
+from compat.host.pipconfig import read_index_settings
+from compat.host.plan import make_plan
+from compat.shared.errors import MatrixError
 
 GOOD = """\
 defaults:

@@ -1,4 +1,4 @@
-from compat.pins import advice, constraint
+from compat.host.pins import advice, constraint
 
 
 def cell(producer, consumer, underlying, recipe="r"):

@@ -1,4 +1,4 @@
-from compat.pipconfig import PYPI, read_index_settings
+from compat.host.pipconfig import PYPI, read_index_settings
 
 
 def test_environment_variables_override_config_files(tmp_path):

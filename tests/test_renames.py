@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from compat.renames import probable_renames
+from compat.host.renames import probable_renames
 
 # x-transformers 0.28.4's decoder saved vs what 1.15.0 expects (from the real artifacts): the feed-forward `net` is
 # `ff` since 0.33.0, and the final norm moved into the attention layers

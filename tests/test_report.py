@@ -1,6 +1,6 @@
 import json
 
-from compat.report import build_report, known_break_groups, markdown, write_report
+from compat.host.report import build_report, known_break_groups, markdown, write_report
 
 
 def cell(producer, consumer, verdict, underlying=None, known=None, **extra):
@@ -78,8 +78,8 @@ def test_a_red_cell_says_what_to_do_next():
 
 
 def test_a_summary_names_what_went_wrong_not_the_header_of_the_message():
-    from compat.matrix import RecipeSpec, Tolerance
-    from compat.verdicts import raw_verdict
+    from compat.host.matrix import RecipeSpec, Tolerance
+    from compat.host.verdicts import raw_verdict
 
     finding = {"status": "ok", "keys": {"missing": ["a"], "unexpected": ["b"]},
                "load_error": "RuntimeError: Error(s) in loading state_dict for TransformerWrapper:\n\t"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from compat.results import INDEX, ResultIndex
+from compat.host.results import INDEX, ResultIndex
 
 
 def test_a_finding_read_from_its_file_is_kept_in_the_librarys_index(tmp_path):

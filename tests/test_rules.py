@@ -8,13 +8,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from compat.inference import infer
-from compat.checkpoint import CheckpointError
-from compat.keydiff import convert, open_checkpoint
-from compat.envside.rules import RuleError, RuleSet
+from compat.host.inference import infer
+from compat.host.keydiff import convert, open_checkpoint
+from compat.shared.checkpoint import CheckpointError
+from compat.shared.rules import RuleError, RuleSet
+
 
 def random_state(draw, count):
     state = {}

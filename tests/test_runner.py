@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from compat.api import prepare, report_for
-from compat.report import write_report
-from compat.runner import RunOptions, idle_budget_mb
-from compat.worker_process import WorkerProcess
+from compat.host.report import write_report
+from compat.host.runner import RunOptions, idle_budget_mb
+from compat.host.worker_process import WorkerProcess
 
 PROJECT = Path(__file__).resolve().parent.parent
 RELEASES = ["0.28.4", "0.30.0", "0.33.0"]
@@ -263,7 +263,7 @@ def test_ordered_slots_let_the_lowest_priority_in_first():
     import threading
     import time
 
-    from compat.runner import OrderedSlots
+    from compat.host.runner import OrderedSlots
 
     slots, entered = OrderedSlots(1), []
     gate = threading.Event()

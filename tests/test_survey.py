@@ -1,6 +1,7 @@
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from compat.survey import describe_change, find_changes, signature
+from compat.host.survey import describe_change, find_changes, signature
 
 
 @given(st.lists(st.integers(0, 3), min_size=2, max_size=200), st.integers(1, 40))

@@ -1,8 +1,8 @@
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from compat.matrix import KnownBreak, RecipeSpec, Tolerance
-from compat.verdicts import judge, raw_verdict
+from compat.host.matrix import KnownBreak, RecipeSpec, Tolerance
+from compat.host.verdicts import judge, raw_verdict
 
 RECIPE = RecipeSpec("r", Tolerance(atol=1e-5, rtol=0.0), {"loose": Tolerance(atol=0.1, rtol=0.0)})
 CLEAN_KEYS = {"missing": [], "unexpected": [], "shape": [], "dtype": []}

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from compat.envside.files import write_json_atomic
+from compat.shared.files import write_json_atomic
 
 MANIFEST_FORMAT = 1
 

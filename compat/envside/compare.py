@@ -24,7 +24,7 @@ def diff_keys(producer: KeyLayout, consumer: KeyLayout) -> dict:
             shape.append({"key": key, "producer": list(p["shape"]), "consumer": list(c["shape"])})
         if p["dtype"] != c["dtype"]:
             dtype.append({"key": key, "producer": p["dtype"], "consumer": c["dtype"]})
-    # the shapes of the keys only one side has: what makes a rename between them plausible (compat.renames)
+    # the shapes of the keys only one side has: what makes a rename between them plausible (compat.host.renames)
     shapes = {key: list(consumer[key]["shape"]) for key in missing}
     shapes.update({key: list(producer[key]["shape"]) for key in unexpected})
     return {"missing": missing, "unexpected": unexpected, "shape": shape, "dtype": dtype, "shapes": shapes}

@@ -6,7 +6,7 @@
 - ``ProbeRecipe``: a behaviour check with one verdict per release (CogView4's pipeline with embeddings of different
   lengths). Its cells have producer == consumer; the probe runs once, when the release produces.
 - ``ConversionRecipe``: a library's converter from an original layout to its own. Per release: the model's state
-  dict, the original layout derived from it by compat's own rules (``compat.envside.rules``), the converter's output,
+  dict, the original layout derived from it by compat's own rules (``compat.shared.rules``), the converter's output,
   which must equal the state dict exactly; across releases: the converter's output tensors must be identical.
 """
 

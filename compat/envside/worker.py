@@ -99,7 +99,7 @@ def main() -> None:
             raise
     from compat.envside import artifact, compare
     from compat.envside.recipe import NotApplicable, load_recipes
-    from compat.envside.rules import RuleSet
+    from compat.shared.rules import RuleSet
 
     send("ready", import_seconds=time.perf_counter() - started, rss_mb=rss_mb(), torch=torch.__version__)
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import yaml
 
-from compat.report import build_report
+from compat.host.report import build_report
 
 MATRIX = """\
 defaults:

@@ -9,7 +9,7 @@ import struct
 
 from hypothesis import strategies as st
 
-from compat.envside.dtypes import ITEMSIZE
+from compat.shared.dtypes import ITEMSIZE
 from hostile import seeds
 
 SPECIAL_TEXT = ["\x00", "a\x00b", "\ud800", "x\udfffy", "../../etc/passwd", "x" * 5000, "", " ", "1.0", "latest",

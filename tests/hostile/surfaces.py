@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from compat.errors import CompatError
+from compat.shared.errors import CompatError
 from hostile import seeds
 
 Surface = Callable[[bytes, Path], None]
@@ -56,7 +56,7 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
 
 
 def matrix(data: bytes, folder: Path) -> None:
-    from compat.matrix import load_matrix
+    from compat.host.matrix import load_matrix
 
     load_matrix(_write(folder, "matrix.yaml", data))
 

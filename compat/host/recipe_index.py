@@ -16,9 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compat.errors import CompatError
+from compat import PACKAGE_ROOT, SOURCE_ROOT
+from compat.shared.errors import CompatError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LIST_RECIPES = """
 import json, sys
 from compat.envside.recipe import load_recipes
@@ -30,9 +30,14 @@ print(json.dumps({name: bool(getattr(recipe, "probe", False)) for name, recipe i
 def code_hash(fixtures: Path) -> str:
     """What artifacts and findings depend on besides the environment: the recipes and the environment-side code."""
     digest = hashlib.sha256(fixtures.read_bytes())
-    for path in sorted((PROJECT_ROOT / "compat" / "envside").glob("*.py")):
+    for path in environment_side_code():
         digest.update(path.read_bytes())
     return digest.hexdigest()[:20]
+
+
+def environment_side_code() -> list[Path]:
+    """Every module a worker may import: the environment side and the shared zone."""
+    return sorted(path for zone in ("envside", "shared") for path in (PACKAGE_ROOT / zone).rglob("*.py"))
 
 
 def available_recipes(fixtures: Path, cache_dir: Path) -> dict[str, bool]:
@@ -43,7 +48,7 @@ def available_recipes(fixtures: Path, cache_dir: Path) -> dict[str, bool]:
         return json.loads(cache.read_text())
     except (OSError, ValueError):
         pass
-    environment = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), HF_HUB_OFFLINE="1")
+    environment = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT), HF_HUB_OFFLINE="1")
     try:
         listed = subprocess.run([sys.executable, "-c", LIST_RECIPES, str(fixtures)], capture_output=True, text=True,
                                 env=environment, timeout=300)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compat.matrix import KnownBreak, RecipeSpec
+from compat.host.matrix import KnownBreak, RecipeSpec
 
 LADDER = ("identical", "equivalent", "converted", "known-break", "diverged", "incompatible", "not-applicable",
           "error")

@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-from compat.environments import file_lock
+from compat.host.environments import file_lock
 
 INDEX = "index.json"
 

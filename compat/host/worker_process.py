@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from compat import SOURCE_ROOT
 
 
 class WorkerFailure(Exception):
@@ -34,7 +34,7 @@ class WorkerProcess:
         self.idle_mb = 0.0  # memory this worker holds while it waits, idle, for the other producers
         environment = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL"))}
         environment.update({
-            "PYTHONPATH": str(PROJECT_ROOT), "PYTHONNOUSERSITE": "1", "COMPAT_IMPORT": import_name,
+            "PYTHONPATH": str(SOURCE_ROOT), "PYTHONNOUSERSITE": "1", "COMPAT_IMPORT": import_name,
             "COMPAT_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false"})

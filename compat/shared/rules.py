@@ -34,8 +34,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from compat.envside.dtypes import ITEMSIZE, MAX_DIMS
-from compat.errors import CompatError
+from compat.shared.dtypes import ITEMSIZE, MAX_DIMS
+from compat.shared.errors import CompatError
 
 UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}

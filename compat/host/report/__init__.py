@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import compat
-from compat.report.evidence import evidence_lines
-from compat.report.html import html_page
-from compat.report.markdown import markdown
-from compat.report.reading import counts, known_break_groups
+from compat.host.report.evidence import evidence_lines
+from compat.host.report.html import html_page
+from compat.host.report.markdown import markdown
+from compat.host.report.reading import counts, known_break_groups
 
 SCHEMA = 1
 __all__ = ["SCHEMA", "build_report", "counts", "evidence_lines", "html_page", "known_break_groups", "markdown",

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from compat.untrusted import MAX_DEPTH, read_text, text_ok
+from compat.shared.untrusted import MAX_DEPTH, read_text, text_ok
 
 MAX_VALUES = 100_000
 Path_ = tuple  # a path into the document: ("libraries", "x-transformers", "versions", 2)

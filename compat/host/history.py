@@ -10,12 +10,11 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from compat.errors import CompatError
-from compat.report import SCHEMA
-from compat.report.schema import report_problem
-from compat.untrusted import UntrustedInputError, parse_json, read_text
-from compat.verdicts import GOOD, RED
-
+from compat.host.report import SCHEMA
+from compat.host.report.schema import report_problem
+from compat.host.verdicts import GOOD, RED
+from compat.shared.errors import CompatError
+from compat.shared.untrusted import UntrustedInputError, parse_json, read_text
 
 
 class ReportError(CompatError):

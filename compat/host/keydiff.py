@@ -2,7 +2,7 @@
 
 Inputs are ``.safetensors`` files, ``save_pretrained`` folders (every ``*.safetensors`` inside), sharded checkpoints
 (a ``*.index.json`` whose ``weight_map`` names the shards) and compat artifacts (their ``model.safetensors``). Tensors
-are read one at a time; inference of a rule set lives in ``compat.inference``.
+are read one at a time; inference of a rule set lives in ``compat.host.inference``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from compat.checkpoint import MAX_DIMS, PICKLE_SUFFIXES, CheckpointError, SafetensorsFile, TensorInfo, write
-from compat.envside.dtypes import ITEMSIZE
-from compat.envside.rules import Conversion, RuleSet
-from compat.untrusted import UntrustedInputError, parse_json, read_text, text_ok
+from compat.shared.checkpoint import MAX_DIMS, PICKLE_SUFFIXES, CheckpointError, SafetensorsFile, TensorInfo, write
+from compat.shared.dtypes import ITEMSIZE
+from compat.shared.rules import Conversion, RuleSet
+from compat.shared.untrusted import UntrustedInputError, parse_json, read_text, text_ok
 
 CHUNK = 1 << 20  # pieces that stay in the CPU cache between read and compare: faster than `cat` (benchmarks/)
 
@@ -197,7 +197,7 @@ def max_difference(a: Checkpoint, b: Checkpoint, name: str) -> tuple[float, floa
     """Largest absolute difference of one tensor between A and B, and B's largest absolute value (for rtol)."""
     import numpy as np
 
-    from compat.envside.rules import UNSIGNED, decode
+    from compat.shared.rules import UNSIGNED, decode
 
     dtype = a.entries[name][1].dtype
     width = UNSIGNED[ITEMSIZE[dtype]]

@@ -1,6 +1,6 @@
 """Text and JSON that come from strangers (reports, manifests, indexes, stamps, rule files), read within limits.
 
-Every reader of a user's file goes through here or through ``compat.yamlsource`` (YAML), so that the same bounds hold
+Every reader of a user's file goes through here or through ``compat.host.yamlsource`` (YAML), so that the same bounds hold
 everywhere: a size cap, UTF-8 text, nesting no deeper than ``MAX_DEPTH`` (Python's own parsers raise
 ``RecursionError`` on a few kilobytes of brackets, and any code that walks the value recursively would too), and no
 string holding a NUL byte or an unpaired surrogate (they break file names and the terminal far from where they were
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from compat.errors import CompatError
+from compat.shared.errors import CompatError
 
 MAX_BYTES = 64 * 1024 * 1024  # a report of a matrix ten times today's is ~60 MB
 MAX_DEPTH = 64

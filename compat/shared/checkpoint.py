@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from compat.envside.dtypes import ITEMSIZE, MAX_DIMS
-from compat.errors import CompatError
-from compat.untrusted import UntrustedInputError, parse_json
+from compat.shared.dtypes import ITEMSIZE, MAX_DIMS
+from compat.shared.errors import CompatError
+from compat.shared.untrusted import UntrustedInputError, parse_json
 
 MAX_HEADER = 100 * 1024 * 1024
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

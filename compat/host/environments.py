@@ -34,8 +34,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from compat.errors import CompatError, EnvironmentBuildError
-from compat.pipconfig import IndexSettings
+from compat.host.pipconfig import IndexSettings
+from compat.shared.errors import CompatError, EnvironmentBuildError
 
 ENV_FORMAT = 1
 HARNESS_EXTRAS = ("numpy", "safetensors")

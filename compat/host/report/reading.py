@@ -10,9 +10,9 @@ from collections import defaultdict
 
 from packaging.version import Version
 
-from compat.renames import probable_renames
-from compat.report.evidence import evidence_lines
-from compat.verdicts import BAD, LADDER, READS, RED
+from compat.host.renames import probable_renames
+from compat.host.report.evidence import evidence_lines
+from compat.host.verdicts import BAD, LADDER, READS, RED
 
 SYMBOL = {"identical": "=", "equivalent": "≈", "converted": "C", "known-break": "K", "diverged": "D",
           "incompatible": "X", "not-applicable": "·", "error": "E"}

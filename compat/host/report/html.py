@@ -6,11 +6,20 @@ from __future__ import annotations
 
 import html
 
-from compat.report.evidence import evidence_lines
-from compat.report.markdown import CHANGE_TITLES, SHOWN
-from compat.report.reading import (SUMMARY_COLUMNS, SYMBOL, counts, evidence_groups, grids, known_break_groups,
-                                   library_summary, symbol, table)
-from compat.verdicts import LADDER, MEANING
+from compat.host.report.evidence import evidence_lines
+from compat.host.report.markdown import CHANGE_TITLES, SHOWN
+from compat.host.report.reading import (
+    SUMMARY_COLUMNS,
+    SYMBOL,
+    counts,
+    evidence_groups,
+    grids,
+    known_break_groups,
+    library_summary,
+    symbol,
+    table,
+)
+from compat.host.verdicts import LADDER, MEANING
 
 COLOUR = {"identical": "#2e7d32", "equivalent": "#66bb6a", "converted": "#29b6f6", "known-break": "#9e9e9e",
           "diverged": "#e53935", "incompatible": "#fb8c00", "not-applicable": "#eeeeee", "error": "#6a1b9a"}

@@ -2,7 +2,7 @@
 
 Validation collects every problem it finds and raises one ``MatrixError`` whose lines each read
 ``file:line: field: what was expected, what was found``. Nothing here touches the network; whether a version exists is
-checked when the plan resolves selectors against the registry (``compat.plan``).
+checked when the plan resolves selectors against the registry (``compat.host.plan``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from compat.errors import CompatError, MatrixError
-from compat.yamlsource import Located, load_located
+from compat import SOURCE_ROOT
+from compat.host.yamlsource import Located, load_located
+from compat.shared.errors import CompatError, MatrixError
 
 SAMPLES = ("all", "newest-patch-per-minor", "newest-per-major")
 UPSTREAM = ("documented", "undocumented")
@@ -26,7 +27,7 @@ DEFAULT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 DEFAULT_TIMEOUT = 900.0
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 IMPORT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-SHIPPED_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"  # the recipes compat ships, per library
+SHIPPED_FIXTURES = SOURCE_ROOT / "fixtures"  # the recipes compat ships, per library
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class ConversionRule:
     producers: SpecifierSet
     consumers: SpecifierSet
     recipes: tuple[str, ...] | None
-    rule: dict  # RuleSet data (compat.envside.rules)
+    rule: dict  # RuleSet data (compat.shared.rules)
     why: str
     where: str
 
@@ -187,7 +188,7 @@ def parse_selector(text: str, where: str = "") -> VersionSelector:
 
 
 def default_matrix_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "matrix.yaml"
+    return SOURCE_ROOT / "matrix.yaml"
 
 
 def load_matrix(path: Path | str | None = None) -> Matrix:
@@ -424,7 +425,7 @@ class _Validator:
         return producers, consumers, tuple(recipes) if recipes else None
 
     def rules(self, raw: Any, at: tuple) -> tuple[ConversionRule, ...]:
-        from compat.envside.rules import RuleError, RuleSet
+        from compat.shared.rules import RuleError, RuleSet
 
         rules = []
         for item_at, item in self.entries(raw, at, "conversion rules"):

@@ -2,7 +2,7 @@
 its version and the model's constructor arguments. Standard library plus safetensors only, so it can be used in any
 training environment::
 
-    from compat.stamp import save_stamped
+    from compat.shared.stamp import save_stamped
     save_stamped(model.state_dict(), "model.safetensors", library="x-transformers", config=constructor_args)
 
 ``compat check model.safetensors --against 2.31.10`` then needs no other argument.
@@ -14,9 +14,9 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-from compat.checkpoint import SafetensorsFile
-from compat.errors import CompatError
-from compat.untrusted import parse_json
+from compat.shared.checkpoint import SafetensorsFile
+from compat.shared.errors import CompatError
+from compat.shared.untrusted import parse_json
 
 PREFIX = "compat."
 

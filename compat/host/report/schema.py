@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from compat.verdicts import LADDER
+from compat.host.verdicts import LADDER
 
 Verdict = Literal[LADDER]  # type: ignore[valid-type]
 Number = Optional[float | int | str]  # statistics: a number, or a word ("inf", "n/a") where there is none

@@ -3,10 +3,19 @@ breaks, and the evidence of every other cell that is not identical, grouped, sil
 
 from __future__ import annotations
 
-from compat.report.evidence import evidence_lines
-from compat.report.reading import (SUMMARY_COLUMNS, SYMBOL, counts, evidence_groups, grids, known_break_groups,
-                                   library_summary, symbol, table)
-from compat.verdicts import LADDER, MEANING
+from compat.host.report.evidence import evidence_lines
+from compat.host.report.reading import (
+    SUMMARY_COLUMNS,
+    SYMBOL,
+    counts,
+    evidence_groups,
+    grids,
+    known_break_groups,
+    library_summary,
+    symbol,
+    table,
+)
+from compat.host.verdicts import LADDER, MEANING
 
 CHANGE_TITLES = (("new-red", "New red cells"), ("new-green", "New green cells"), ("changed", "Other changes"))
 SHOWN = 10  # cell ids listed per group before "+N more"

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compat.environments import Environment, EnvironmentBuilder, file_lock
-from compat.errors import CompatError
-from compat.plan import Cell, Plan
-from compat.recipe_index import code_hash
-from compat.results import ResultIndex
-from compat.verdicts import judge
-from compat.worker_process import WorkerFailure, WorkerProcess
+from compat.host.environments import Environment, EnvironmentBuilder, file_lock
+from compat.host.plan import Cell, Plan
+from compat.host.recipe_index import code_hash
+from compat.host.results import ResultIndex
+from compat.host.verdicts import judge
+from compat.host.worker_process import WorkerFailure, WorkerProcess
+from compat.shared.errors import CompatError
 
 EnvKey = tuple[str, str]  # (library, version)
 

@@ -18,8 +18,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from compat.errors import RegistryError
-from compat.matrix import VersionSelector
+from compat.host.matrix import VersionSelector
+from compat.shared.errors import RegistryError
 
 ACCEPT = "application/vnd.pypi.simple.v1+json"
 CACHE_SECONDS = 600

@@ -11,9 +11,9 @@ import difflib
 
 import numpy as np
 
-from compat.envside.dtypes import ITEMSIZE
-from compat.envside.rules import NUMERIC, UNSIGNED, RuleSet, decode, encode, transform
-from compat.keydiff import Checkpoint, content_digest
+from compat.host.keydiff import Checkpoint, content_digest
+from compat.shared.dtypes import ITEMSIZE
+from compat.shared.rules import NUMERIC, UNSIGNED, RuleSet, decode, encode, transform
 
 
 def infer(a: Checkpoint, b: Checkpoint) -> tuple[RuleSet, list[str]]:

@@ -10,8 +10,7 @@ from collections import defaultdict
 
 from packaging.version import Version
 
-from compat.verdicts import READS
-
+from compat.host.verdicts import READS
 
 
 def advice(cells: list[dict]) -> dict[str, list[dict]]:

@@ -11,12 +11,12 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compat.environments import EnvRequest
-from compat.errors import CompatError, MatrixError, RegistryError
-from compat.matrix import LibrarySpec, Matrix
-from compat.pipconfig import IndexSettings
-from compat.recipe_index import available_recipes
-from compat.registry import Release, fetch_releases, select, upload_time
+from compat.host.environments import EnvRequest
+from compat.host.matrix import LibrarySpec, Matrix
+from compat.host.pipconfig import IndexSettings
+from compat.host.recipe_index import available_recipes
+from compat.host.registry import Release, fetch_releases, select, upload_time
+from compat.shared.errors import CompatError, MatrixError, RegistryError
 
 
 @dataclass(frozen=True, order=True)

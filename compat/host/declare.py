@@ -16,8 +16,8 @@ from collections import defaultdict
 
 from packaging.version import Version
 
-from compat.renames import probable_renames
-from compat.verdicts import BAD
+from compat.host.renames import probable_renames
+from compat.host.verdicts import BAD
 
 
 def propose(cells: list[dict], source: str | None = None, tag_prefix: str = "") -> list[dict]:
