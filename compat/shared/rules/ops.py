@@ -12,8 +12,24 @@ import re
 import numpy as np
 
 from compat.shared.dtypes import ITEMSIZE
-from compat.shared.rules.base import (CHUNKS, DIM, DTYPE, MAPPING, MAX_ADDED_BYTES, NAME, NAMES, NUMBER, ORDER,
-                                      SHAPE, SIZES, Conversion, Lazy, Op, RuleError, TensorOp)
+from compat.shared.rules.base import (
+    CHUNKS,
+    DIM,
+    DTYPE,
+    MAPPING,
+    MAX_ADDED_BYTES,
+    NAME,
+    NAMES,
+    NUMBER,
+    ORDER,
+    SHAPE,
+    SIZES,
+    Conversion,
+    Lazy,
+    Op,
+    RuleError,
+    TensorOp,
+)
 from compat.shared.rules.codec import NUMERIC, decode, encode
 
 
