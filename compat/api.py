@@ -1,6 +1,8 @@
 """The plan-and-run API that both faces (the ``compat`` command and the pytest plugin) call.
 
-Neither face has logic of its own: they parse options, call ``prepare`` and ``execute``, and present the results.
+Neither face has logic of its own: they parse options, call these functions, and present the results. A matrix run is
+``prepare`` (``plan.make_plan``); ``survey``, ``bisect`` and ``check`` are runs over one library's releases
+(``plan.plan_for``).
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,33 +17,28 @@ from compat import PACKAGE_ROOT
 from compat.host.bisect import change_points
 from compat.host.environments import EnvironmentBuilder
 from compat.host.history import changes, load_report
-from compat.host.matrix import (
-    DEFAULT_TOLERANCE,
-    LibrarySpec,
-    Matrix,
-    RecipeSpec,
-    Tolerance,
-    VersionSelector,
-    default_matrix_path,
-    load_matrix,
-    parse_selector,
-)
+from compat.host.matrix import Matrix, VersionSelector, load_matrix, parse_selector
 from compat.host.pipconfig import read_index_settings
-from compat.host.plan import Cell, Plan, env_plans, make_plan
+from compat.host.plan import Cell, Plan, library_named, make_plan, plan_for
 from compat.host.registry import fetch_releases, select, upload_time
-from compat.host.renames import probable_renames
 from compat.host.report import build_report, counts, write_report
 from compat.host.runner import CellResult, Run, RunOptions
+from compat.host.store import default_cache_dir
 from compat.host.survey import ChangePoint, find_changes, signature
+from compat.host.user import (
+    UserCheckpoint,
+    infer_renames,
+    read_constructor_arguments,
+    refuse_unloadable,
+    user_checkpoint,
+    user_library,
+)
 from compat.host.verdicts import RED
-from compat.shared.checkpoint import PICKLE_SUFFIXES
 from compat.shared.errors import CompatError
-from compat.shared.stamp import read_stamp
 
-
-def default_cache_dir() -> Path:
-    """``COMPAT_CACHE_DIR``, or ``.compat/`` inside the project."""
-    return Path(os.environ.get("COMPAT_CACHE_DIR") or default_matrix_path().parent / ".compat").resolve()
+__all__ = ["Bisection", "Change", "RunOutcome", "Session", "UserCheckpoint", "bisect", "check", "default_cache_dir",
+           "infer_renames", "prepare", "read_constructor_arguments", "report_for", "run_and_report", "survey",
+           "user_checkpoint"]
 
 
 @dataclass
@@ -76,12 +72,10 @@ def survey(library_name: str, spec: str | None, matrix_path: Path | str | None =
     """Change points of a library's layout/outputs across the releases in ``spec`` (default: all stable ones)."""
     cache_dir = (cache_dir or default_cache_dir()).resolve()
     matrix = load_matrix(matrix_path)
-    library = _library(matrix, library_name)
+    library = library_named(matrix, library_name)
     index = read_index_settings()
-    versions, releases = _releases(library, (VersionSelector("range", spec or ">=0", "all", "--range"),), index,
-                                   cache_dir)
-    envs = env_plans(library, versions, releases)
-    plan = Plan(matrix, envs, [], {library.name: releases})
+    plan, versions = plan_for(matrix, library, (VersionSelector("range", spec or ">=0", "all", "--range"),), index,
+                              cache_dir)
     run = Run(plan, EnvironmentBuilder(cache_dir, index), cache_dir, options)
 
     def probe(batch: list[str]) -> dict[str, tuple]:
@@ -115,61 +109,6 @@ class Bisection:
     environments_used: int
 
 
-@dataclass
-class UserCheckpoint:
-    """A user's own checkpoint and what loading it needs: the library, the constructor arguments, the release it
-    was saved with (a selector naming one release). ``path`` is a safetensors file (a pickle is converted first)."""
-
-    path: Path
-    library: str
-    config: dict
-    saved_with: str
-
-
-def read_constructor_arguments(path: Path) -> dict:
-    """A user's constructor arguments from a JSON or YAML file (within compat's limits for untrusted YAML)."""
-    import yaml
-
-    from compat.host.yamlsource import load_data
-
-    try:
-        config = load_data(Path(path), "constructor arguments")
-    except yaml.YAMLError as exc:
-        raise CompatError(f"{path}: cannot read the constructor arguments: {exc}") from None
-    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
-        raise CompatError(f"{path}: expected a mapping of constructor arguments (names to values)")
-    return config
-
-
-def user_checkpoint(checkpoint: Path, library_name: str | None = None, config: dict | None = None,
-                    saved_with: str | None = None, allow_pickle: bool = False) -> UserCheckpoint:
-    """What is not given is read from the checkpoint's compat metadata (``compat.shared.stamp.save_stamped``). A pickle
-    (``torch.save``) is read only with ``allow_pickle``, and then with ``torch.load(weights_only=True)``."""
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise CompatError(f"{checkpoint}: no such file")
-    stamp: dict = {}
-    if checkpoint.suffix in PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise CompatError(f"{checkpoint}: a pickle checkpoint; pass --allow-pickle to read it with "
-                              "torch.load(weights_only=True)")
-        from compat.host.keydiff import pickle_to_safetensors
-
-        path = pickle_to_safetensors(checkpoint)
-    else:
-        path = checkpoint
-        stamp = read_stamp(checkpoint)
-    library_name = library_name or stamp.get("library")
-    config = config if config is not None else stamp.get("config")
-    saved_with = saved_with or stamp.get("version")
-    for value, flag in ((library_name, "--library"), (config, "--recipe-config"), (saved_with, "--saved-with")):
-        if not value:
-            raise CompatError(f"{checkpoint}: give {flag} (the checkpoint's metadata does not record it)")
-    if not isinstance(config, dict):
-        raise CompatError(f"{checkpoint}: the constructor arguments must be a mapping, got {type(config).__name__}")
-    return UserCheckpoint(path.resolve(), library_name, config, saved_with)
-
-
 def bisect(library_name: str | None, recipe: str | None, good: str | None, bad: str,
            matrix_path: Path | str | None = None, cache_dir: Path | None = None, options: RunOptions | None = None,
            checkpoint: UserCheckpoint | None = None) -> Bisection:
@@ -179,10 +118,10 @@ def bisect(library_name: str | None, recipe: str | None, good: str | None, bad: 
     matrix = load_matrix(matrix_path)
     index = read_index_settings()
     if checkpoint is not None:
-        library, matrix, recipe, user = _user_library(matrix, checkpoint)
+        library, matrix, recipe, user = user_library(matrix, checkpoint)
         good = good or checkpoint.saved_with
     else:
-        library, user = _library(matrix, library_name), None
+        library, user = library_named(matrix, library_name), None
         if recipe not in library.recipes:
             raise CompatError(f"{matrix.path}: {library.name} has no recipe {recipe!r} (it has: "
                               f"{', '.join(library.recipes)})")
@@ -190,21 +129,18 @@ def bisect(library_name: str | None, recipe: str | None, good: str | None, bad: 
         raise CompatError("give --good (the release that saved the checkpoint)")
     releases = fetch_releases(library.package, index.index_url, cache_dir)
     good, bad = _one_version(releases, good, "--good"), _one_version(releases, bad, "--bad")
-    versions, _ = _releases(library, (VersionSelector("range", f">={good},<={bad}", "all", "--good/--bad"),
-                                      VersionSelector("exact", good), VersionSelector("exact", bad)), index, cache_dir)
-    envs = env_plans(library, versions, releases)
-    cells = [Cell(library.name, recipe, good, v) for v in versions]
     # the release that changed the behaviour, not the one a conversion rule papers over
     library = dataclasses.replace(library, rules=())
-    matrix = dataclasses.replace(matrix, libraries={**matrix.libraries, library.name: library})
-    plan = Plan(matrix, envs, cells, {library.name: releases})
+    plan, versions = plan_for(matrix, library, (VersionSelector("range", f">={good},<={bad}", "all", "--good/--bad"),
+                                                VersionSelector("exact", good), VersionSelector("exact", bad)),
+                              index, cache_dir, lambda found: [Cell(library.name, recipe, good, v) for v in found])
     run = Run(plan, EnvironmentBuilder(cache_dir, index), cache_dir, options, user=user)
     results: dict[str, CellResult] = {}
 
     def verdict_of(version: str) -> str:
         (results[version],) = run.execute({(library.name, version)})
         if version == good and user is not None:
-            _refuse_unloadable(run, library.name, good, recipe)
+            refuse_unloadable(run, library.name, good, recipe)
         return results[version].underlying
 
     try:
@@ -226,19 +162,16 @@ def check(checkpoint: UserCheckpoint, against: list[str], matrix_path: Path | st
     """Load a user's own checkpoint in each release that ``against`` names (versions, ``latest``, ranges), against
     its outputs in the release it was saved with."""
     cache_dir = (cache_dir or default_cache_dir()).resolve()
-    library, matrix, recipe, user = _user_library(load_matrix(matrix_path), checkpoint)
+    library, matrix, recipe, user = user_library(load_matrix(matrix_path), checkpoint)
     index = read_index_settings()
     releases = fetch_releases(library.package, index.index_url, cache_dir)
     saved_with = _one_version(releases, checkpoint.saved_with, "--saved-with")
-    versions, releases = _releases(library, (VersionSelector("exact", saved_with),)
-                                   + _selectors(against, "--against"), index, cache_dir)
-    envs = env_plans(library, versions, releases)
-    cells = [Cell(library.name, recipe, saved_with, v) for v in versions]
-    plan = Plan(matrix, envs, cells, {library.name: releases})
+    plan, _ = plan_for(matrix, library, (VersionSelector("exact", saved_with),) + _selectors(against, "--against"),
+                       index, cache_dir, lambda found: [Cell(library.name, recipe, saved_with, v) for v in found])
     builder = EnvironmentBuilder(cache_dir, index)
     run = Run(plan, builder, cache_dir, options, user=user)
     results = run.execute()
-    _refuse_unloadable(run, library.name, saved_with, recipe)
+    refuse_unloadable(run, library.name, saved_with, recipe)
     # where keys moved, try the renames they suggest: a cell that then agrees is "converted", with the rule
     rules = {r.cell: {"rename": renames} for r in results
              if r.verdict == "incompatible" and (renames := infer_renames(r.finding))}
@@ -253,34 +186,6 @@ def check(checkpoint: UserCheckpoint, against: list[str], matrix_path: Path | st
                 result.finding["rule_tried"] = {"rule": attempt.finding.get("rule"), "verdict": attempt.verdict,
                                                 "summary": attempt.summary}
     return run, results
-
-
-def _user_library(matrix: Matrix, checkpoint: UserCheckpoint) -> tuple[LibrarySpec, Matrix, str, dict]:
-    """The matrix reduced to the checkpoint's library, with one recipe: the user's model (named by a digest of the
-    checkpoint and its constructor arguments, so its artifacts are cached apart from every other)."""
-    library = _library(matrix, checkpoint.library)
-    digest = hashlib.sha256(json.dumps(checkpoint.config, sort_keys=True).encode())
-    with open(checkpoint.path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    recipe = f"user-{digest.hexdigest()[:12]}"
-    library = dataclasses.replace(library, recipes={recipe: RecipeSpec(recipe, Tolerance(**DEFAULT_TOLERANCE))},
-                                  known_breaks=())
-    user = {"name": recipe, "config": checkpoint.config, "checkpoint": str(checkpoint.path)}
-    return library, dataclasses.replace(matrix, libraries={library.name: library}), recipe, user
-
-
-def _refuse_unloadable(run: Run, library: str, saved_with: str, recipe: str) -> None:
-    """A checkpoint that its own release cannot build or load is a problem of the arguments given (a typo in the
-    constructor arguments, the wrong --saved-with), not an incompatibility between releases."""
-    path = run.artifact_dir(library, saved_with, recipe) / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.is_file() else {"status": "error", "reason": "no artifact"}
-    if manifest["status"] == "error":
-        return  # the environment failed: the cells say why
-    if manifest["status"] != "ok":
-        reason = " ".join(str(manifest.get("reason", "")).split("Traceback")[0].split())[:400]
-        raise CompatError(f"the checkpoint does not load in {library}=={saved_with}, the release it was saved with "
-                          f"({reason}); check the constructor arguments (--recipe-config) and --saved-with")
 
 
 def _selectors(texts: list[str], flag: str) -> tuple[VersionSelector, ...]:
@@ -301,33 +206,6 @@ def _one_version(releases: list, text: str, flag: str) -> str:
     if len(versions) != 1:
         raise CompatError(f"{flag}: {text!r} names {len(versions)} releases; give one (a version or 'latest')")
     return versions[0]
-
-
-def infer_renames(finding: dict) -> dict[str, str] | None:
-    """Producer key -> consumer key for every moved key, guessed from names; None unless every key is paired."""
-    keys = finding.get("keys", {})
-    missing, unexpected = keys.get("missing", []), keys.get("unexpected", [])
-    pairs = probable_renames(keys)
-    if not missing or len(pairs) != len(missing) or len(pairs) != len(unexpected):
-        return None
-    return dict(pairs)
-
-
-def _releases(library, selectors: tuple[VersionSelector, ...], index, cache_dir: Path) -> tuple[list[str], list]:
-    """The versions the selectors name (or one error naming every one that does not exist), and all releases."""
-    releases = fetch_releases(library.package, index.index_url, cache_dir)
-    versions, problems = select(selectors, releases)
-    if problems:
-        raise CompatError("; ".join(problems))
-    return versions, releases
-
-
-def _library(matrix: Matrix, name: str) -> LibrarySpec:
-    if name not in matrix.libraries:
-        raise CompatError(f"{matrix.path}: no library {name!r} (it has: {', '.join(matrix.libraries)})")
-    if matrix.libraries[name].fixtures_problem:
-        raise CompatError(matrix.libraries[name].fixtures_problem)
-    return matrix.libraries[name]
 
 
 def report_for(session: Session, results: list[CellResult], baseline: dict | None = None) -> dict:

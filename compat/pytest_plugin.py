@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from compat.api import Session, default_cache_dir, prepare, report_for
-from compat.host.environments import file_lock
+from compat.api import Session, prepare, report_for
 from compat.host.history import load_report
 from compat.host.matrix import default_matrix_path
 from compat.host.plan import parse_shard
 from compat.host.report import write_report
 from compat.host.runner import CellResult, RunOptions
+from compat.host.store import default_cache_dir, file_lock
 from compat.host.verdicts import BAD, GOOD
 from compat.shared.errors import CompatError
 
@@ -153,7 +153,7 @@ def _result_for(config: pytest.Config, cell) -> CellResult:
         run = config.stash[SESSION].run
         if hasattr(config, "workerinput"):
             consumer = (cell.library, cell.consumer)
-            with file_lock(run.cache_dir / "locks" / f"consume-{run.env_keys[consumer]}.lock"):
+            with file_lock(run.store.lock(f"consume-{run.env_keys[consumer]}")):
                 found = run.execute({consumer})
         else:
             found = run.execute(None)

@@ -11,8 +11,7 @@ from importlib import metadata
 
 import torch
 
-from compat.envside.pretrained import ProbeRecipe
-from compat.envside.recipe import StateDictRecipe
+from compat.envside.recipe import ProbeRecipe, StateDictRecipe
 
 FAULT_VERSION = "0.30.0"
 

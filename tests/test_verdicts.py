@@ -13,8 +13,8 @@ def stats(max_abs, bitwise=False):
             "ref_max_abs": 1.0}
 
 
-def finding(**outputs):
-    return {"status": "ok", "keys": CLEAN_KEYS, "tensors_changed_on_load": [], "outputs": outputs}
+def finding(kind="state-dict", **outputs):
+    return {"kind": kind, "status": "ok", "keys": CLEAN_KEYS, "tensors_changed_on_load": [], "outputs": outputs}
 
 
 @pytest.mark.parametrize("found, verdict", [
@@ -55,7 +55,7 @@ def test_known_breaks_keep_the_verdict_underneath_and_go_stale():
 
 
 def adapter_finding(applied: bool, base_abs: float = 0.0, keys=CLEAN_KEYS) -> dict:
-    found = dict(finding(output=stats(0.0 if applied else 0.3, bitwise=applied),
+    found = dict(finding("adapter", output=stats(0.0 if applied else 0.3, bitwise=applied),
                          base=stats(base_abs, bitwise=base_abs == 0.0)), keys=keys,
                  load_warnings=["UserWarning: Found missing adapter keys while loading the checkpoint: [...]"])
     found["adapter"] = {"changed_output_in_producer": True, "applied": applied, "effect": 0.3 if applied else 1e-6,
@@ -80,12 +80,12 @@ def test_a_base_model_that_differs_makes_the_adapter_unjudgeable():
 
 
 def test_probe_and_conversion_verdicts():
-    assert raw_verdict({"status": "ok", "probe": {"passed": True, "detail": "ok"}}, RECIPE)[0] == "identical"
-    verdict, summary = raw_verdict({"status": "ok", "probe": {"passed": False, "error": "ValueError:\n must match"}},
+    assert raw_verdict({"kind": "probe", "status": "ok", "probe": {"passed": True, "detail": "ok"}}, RECIPE)[0] == "identical"
+    verdict, summary = raw_verdict({"kind": "probe", "status": "ok", "probe": {"passed": False, "error": "ValueError:\n must match"}},
                                    RECIPE)
     assert verdict == "incompatible" and summary == "probe fails: ValueError: must match"
     exact = {"exact": True, "mismatched": [], "missing": [], "unexpected": [], "max_abs": 0.0}
-    found = {"status": "ok", "keys": CLEAN_KEYS, "conversion": {"self_check": exact, "differing_outputs": [],
+    found = {"kind": "converter", "status": "ok", "keys": CLEAN_KEYS, "conversion": {"self_check": exact, "differing_outputs": [],
                                                                 "same_input": True}}
     assert raw_verdict(found, RECIPE)[0] == "identical"
     found["conversion"]["differing_outputs"] = ["proj_out.weight"]

@@ -1,6 +1,7 @@
 """An artifact: what a producer writes for one recipe in one environment.
 
-Layout of an artifact folder: ``model.safetensors`` (the checkpoint in the library's own format), ``inputs.safetensors``,
+Layout of an artifact folder: the checkpoint in the library's own format (``model.safetensors``, a ``model/`` or
+``adapter/`` folder; the kind decides), ``inputs.safetensors``,
 ``outputs.safetensors`` and ``manifest.json`` (library, versions, recipe, config, and every key with shape, dtype and a
 content digest). The manifest is written last and atomically: a folder without one is unfinished.
 """
@@ -77,16 +78,24 @@ def base_manifest(library: str, version: str, recipe: str, config: dict) -> dict
     }
 
 
-def write_artifact(folder: Path, manifest: dict, state: dict, inputs: dict, outputs: dict) -> dict:
+def write_made(folder: Path, manifest: dict, keys: dict, inputs: dict | None, outputs: dict | None,
+               fields: dict) -> dict:
+    """The inputs and outputs a kind made, then the manifest (last: a folder without one is unfinished)."""
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(folder / "model.safetensors"))
-    save_file(inputs, str(folder / "inputs.safetensors"))
-    save_file(outputs, str(folder / "outputs.safetensors"))
-    manifest = dict(manifest, status="ok", keys=key_layout(state),
-                    outputs={name: {"shape": list(t.shape), "dtype": dtype_name(t), "digest": tensor_digest(t)}
-                             for name, t in outputs.items()})
+    manifest = dict(manifest, status="ok", keys=keys)
+    if inputs is not None:
+        save_file(inputs, str(folder / "inputs.safetensors"))
+    if outputs is not None:
+        save_file(outputs, str(folder / "outputs.safetensors"))
+        manifest["outputs"] = {name: {"shape": list(t.shape), "dtype": dtype_name(t), "digest": tensor_digest(t)}
+                               for name, t in outputs.items()}
+    manifest.update(fields)
     write_json_atomic(folder / "manifest.json", manifest)
     return manifest
+
+
+def without_digests(keys: dict[str, dict]) -> dict[str, dict]:
+    return {key: {f: v for f, v in entry.items() if f != "digest"} for key, entry in keys.items()}
 
 
 def write_unbuildable(folder: Path, manifest: dict, status: str, reason: str) -> dict:

@@ -17,7 +17,6 @@ The matrix's pins apply to both. Each environment records the strategy that work
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -25,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -35,6 +33,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from compat.host.pipconfig import IndexSettings
+from compat.host.store import Store, file_lock
 from compat.shared.errors import CompatError, EnvironmentBuildError
 
 ENV_FORMAT = 1
@@ -105,18 +104,6 @@ class Environment:
                 "pins": list(self.request.pins)}
 
 
-@contextmanager
-def file_lock(path: Path):
-    """An exclusive lock shared by processes (pytest-xdist workers, parallel runs) on the same cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _digest(data: object) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -130,6 +117,7 @@ class EnvironmentBuilder:
     def __init__(self, cache_dir: Path, index: IndexSettings, torch_version: str | None = None,
                  uv: str | None = None):
         self.cache_dir, self.index = cache_dir, index
+        self.store = Store(Path(cache_dir))
         self.torch_version = torch_version or host_torch_version()
         self.uv = uv or _find_uv()
         # the interpreter itself, not how it was spelled: `compat` runs bin/python3 and `python -m` runs bin/python,
@@ -150,7 +138,7 @@ class EnvironmentBuilder:
 
     def cached(self, request: EnvRequest) -> Environment | None:
         key = self.key(request)
-        record = self.cache_dir / "envs" / key / "compat-env.json"
+        record = self.store.env(key) / "compat-env.json"
         if not record.is_file():
             return None
         data = json.loads(record.read_text())
@@ -161,7 +149,7 @@ class EnvironmentBuilder:
         """Build (once) the shared harness layer and return ``{"site": path, "lock": {...}}``."""
         if self._base is not None:
             return self._base
-        folder = self.cache_dir / "base" / self.base_key()
+        folder = self.store.base(self.base_key())
         record = folder / "compat-base.json"
         with file_lock(folder.with_suffix(".lock")):
             if not record.is_file():
@@ -185,7 +173,7 @@ class EnvironmentBuilder:
         if cached:
             return cached
         key = self.key(request)
-        folder = self.cache_dir / "envs" / key
+        folder = self.store.env(key)
         with file_lock(folder.with_suffix(".lock")):
             cached = self.cached(request)
             if cached:

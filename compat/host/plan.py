@@ -6,13 +6,15 @@ release with itself (the save/load round trip, which must be ``identical``).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from compat.host.environments import EnvRequest
-from compat.host.matrix import LibrarySpec, Matrix
+from compat.host.matrix import LibrarySpec, Matrix, VersionSelector
 from compat.host.pipconfig import IndexSettings
 from compat.host.recipe_index import available_recipes
 from compat.host.registry import Release, fetch_releases, select, upload_time
@@ -57,6 +59,28 @@ def env_plans(library: LibrarySpec, versions: list[str], releases: list[Release]
     """One environment request per release: the release, the matrix's pins for it, and its upload time."""
     return {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
                                                                upload_time(v, releases))) for v in versions}
+
+
+def library_named(matrix: Matrix, name: str) -> LibrarySpec:
+    """The matrix's library ``name``, or an error naming what it has (or why its recipes cannot be read)."""
+    if name not in matrix.libraries:
+        raise CompatError(f"{matrix.path}: no library {name!r} (it has: {', '.join(matrix.libraries)})")
+    if matrix.libraries[name].fixtures_problem:
+        raise CompatError(matrix.libraries[name].fixtures_problem)
+    return matrix.libraries[name]
+
+
+def plan_for(matrix: Matrix, library: LibrarySpec, selectors: tuple[VersionSelector, ...], index: IndexSettings,
+             cache_dir: Path, cells: Callable[[list[str]], list[Cell]] = lambda versions: []) -> tuple[Plan, list[str]]:
+    """A plan over one library's releases that ``selectors`` name (one error naming every one that does not exist),
+    with ``cells(versions)``: what ``survey``, ``bisect`` and ``check`` run. ``library`` may differ from the matrix's
+    (a user's one recipe, no conversion rules); the plan's matrix holds it."""
+    releases = fetch_releases(library.package, index.index_url, cache_dir)
+    versions, problems = select(selectors, releases)
+    if problems:
+        raise CompatError("; ".join(problems))
+    matrix = dataclasses.replace(matrix, libraries={**matrix.libraries, library.name: library})
+    return Plan(matrix, env_plans(library, versions, releases), cells(versions), {library.name: releases}), versions
 
 
 def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from compat import PACKAGE_ROOT, SOURCE_ROOT
+from compat.host.store import Store
 from compat.shared.errors import CompatError
 
 LIST_RECIPES = """
@@ -43,7 +44,7 @@ def environment_side_code() -> list[Path]:
 def available_recipes(fixtures: Path, cache_dir: Path) -> dict[str, bool]:
     """Recipe name -> whether it is a probe, for the fixtures module at ``fixtures``; ``CompatError`` naming the
     module when it cannot be imported."""
-    cache = cache_dir / "recipes" / f"{fixtures.stem}-{code_hash(fixtures)}.json"
+    cache = Store(cache_dir).recipes(fixtures.stem, code_hash(fixtures))
     try:
         return json.loads(cache.read_text())
     except (OSError, ValueError):

@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from compat.host.matrix import VersionSelector
+from compat.host.store import Store
 from compat.shared.errors import RegistryError
 
 ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -38,7 +39,7 @@ class Release:
 
 def fetch_releases(package: str, index_url: str, cache_dir: Path, max_age: float = CACHE_SECONDS) -> list[Release]:
     """All releases of ``package``, oldest first; from the disk cache when it is fresher than ``max_age``."""
-    cache = cache_dir / "registry" / f"{canonicalize_name(package)}.json"
+    cache = Store(cache_dir).registry(canonicalize_name(package))
     if cache.is_file() and time.time() - cache.stat().st_mtime < max_age:
         return _releases(json.loads(cache.read_text()))
     url = f"{index_url.rstrip('/')}/{canonicalize_name(package)}/"

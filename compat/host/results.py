@@ -3,7 +3,8 @@
 A rerun with nothing changed must not grow with the matrix: reading 15,000 small files costs seconds, one file per
 library a fraction of one. The per-cell files stay the source (a worker that is killed mid-run loses nothing it
 finished, and pytest-xdist processes write side by side); the index is a cache of them, merged under a lock when a run
-ends. A finding that is in neither is not known: the cell is checked again.
+ends. A finding that is in neither is not known: the cell is checked again. A finding is checked against the
+protocol's schema (``compat/shared/protocol.py``) when it is first read from its file.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import os
 import threading
 from pathlib import Path
 
-from compat.host.environments import file_lock
+from compat.host.store import Store, file_lock
+from compat.shared.protocol import check_finding
 
 INDEX = "index.json"
 
 
 class ResultIndex:
     def __init__(self, cache_dir: Path):
-        self.folder = Path(cache_dir) / "results"
+        self.folder = Store(Path(cache_dir)).results()
         self._indexes: dict[str, dict[str, dict]] = {}
         self._added: dict[str, dict[str, dict]] = {}
         self._lock = threading.Lock()
@@ -56,6 +58,10 @@ class ResultIndex:
         except ValueError:  # a file cut short by a killed worker: the cell is checked again
             path.unlink(missing_ok=True)
             return None
+        problems = check_finding(found)
+        if problems:  # the protocol's schema, checked once, when a finding first comes back from a worker
+            return {"status": "error", "reason": f"{path}: the finding does not fit the protocol: "
+                    + "; ".join(problems[:5])}
         with self._lock:
             self._index(library)[key] = found
             self._added.setdefault(library, {})[key] = found

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import heapq
 import itertools
 import json
@@ -27,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compat.host.environments import Environment, EnvironmentBuilder, file_lock
+from compat.host.environments import Environment, EnvironmentBuilder
 from compat.host.plan import Cell, Plan
 from compat.host.recipe_index import code_hash
 from compat.host.results import ResultIndex
+from compat.host.store import Store, file_lock
 from compat.host.verdicts import judge
 from compat.host.worker_process import WorkerFailure, WorkerProcess
 from compat.shared.errors import CompatError
@@ -89,6 +89,7 @@ class Run:
         """``user`` (``{"name", "config", "checkpoint"}``) adds a recipe for a user's own checkpoint; ``rules``
         gives cells a conversion rule (``RuleSet`` data) applied before loading, over the matrix's own rules."""
         self.plan, self.builder, self.cache_dir, self.user = plan, builder, cache_dir, user
+        self.store = Store(Path(cache_dir))
         self.rules = rules or {}
         self.options = options or RunOptions()
         self.env_keys = {key: builder.key(env.request) for key, env in plan.envs.items()}
@@ -112,16 +113,15 @@ class Run:
     # -- where things live --------------------------------------------------------------------------------------
     @functools.lru_cache(maxsize=None)  # noqa: B019 - one Run per plan; the cache lives as long as it does
     def artifact_dir(self, library: str, version: str, recipe: str) -> Path:
-        key = hashlib.sha256(f"{self.env_keys[(library, version)]}|{self.code[library]}|{recipe}".encode())
-        return Path(os.path.join(self.cache_dir, "artifacts", library, version, recipe, key.hexdigest()[:20]))
+        return self.store.artifact(library, version, recipe, self.env_keys[(library, version)], self.code[library],
+                                   recipe)
 
     @functools.lru_cache(maxsize=None)  # noqa: B019
     def result_path(self, cell: Cell) -> Path:
         artifact = self.artifact_dir(cell.library, cell.producer, cell.recipe)
         rule = _rule_text(self.rule_for(cell))
-        key = hashlib.sha256(f"{self.env_keys[(cell.library, cell.consumer)]}|{artifact.name}|"
-                             f"{self.code[cell.library]}|{rule}".encode())
-        return Path(os.path.join(self.cache_dir, "results", cell.library, cell.recipe, f"{key.hexdigest()[:24]}.json"))
+        return self.store.result(cell.library, cell.recipe, self.env_keys[(cell.library, cell.consumer)], artifact.name,
+                                 self.code[cell.library], rule)
 
     def rule_for(self, cell: Cell) -> dict | None:
         if cell in self.rules:
@@ -191,7 +191,7 @@ class Run:
                 self.stats.built += environment.fresh
             if recipes:
                 # Another process (a pytest-xdist worker) may be producing the same artifacts: wait for it first.
-                with file_lock(self.cache_dir / "artifacts" / key[0] / f"{key[1]}.lock"):
+                with file_lock(self.store.producing_lock(*key)):
                     todo = [r for r in recipes if not self._has_artifact(*key, r)]
                     if todo:
                         with self._busy.slot((self._order[key][0], 0, self._order[key][1])):
@@ -232,7 +232,7 @@ class Run:
     def _spawn(self, key: EnvKey, environment: Environment) -> WorkerProcess:
         library = self.plan.matrix.libraries[key[0]]
         worker = WorkerProcess(environment.python, library.import_name,
-                               self.cache_dir / "logs" / f"{key[0]}-{key[1]}.log",
+                               self.store.log(*key),
                                threads=self.options.threads, memory_mb=self.options.memory_mb,
                                timeout=self.options.timeout or library.timeout)
         with self._lock:

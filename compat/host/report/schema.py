@@ -65,6 +65,7 @@ class Adapter(_Model):
 
 
 class Evidence(_Model):
+    kind: Optional[str] = None
     status: Optional[str] = None
     failed: Optional[str] = None
     reason: Optional[str] = None

@@ -1,0 +1,99 @@
+"""The state-dict kind: a model saved as its ``state_dict`` in one ``.safetensors`` file and loaded with
+``load_state_dict``, strictly. A cell may carry a conversion rule, applied to the producer's tensors (and constructor
+arguments for the consuming release) before loading: how a verified conversion is tried."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from compat.envside import artifact, compare
+from compat.envside.engine import (
+    Broken,
+    NotApplicable,
+    Produced,
+    Recipe,
+    building,
+    describe,
+    forward_evidence,
+    load_evidence,
+    output_evidence,
+)
+
+
+class StateDictRecipe(Recipe):
+    """``make(config)`` builds the model with the library in the current environment; ``expect(model)`` returns
+    ``None`` when the built model is the one asked for, or the reason it is not (some releases silently ignore a
+    keyword they do not know, and comparing a different model under the same name would be a lie);
+    ``make_inputs(generator)`` makes the forward inputs; ``run(model, inputs)`` returns named outputs.
+    """
+
+    kind = "state-dict"
+
+    def __init__(self, name: str, config: Mapping[str, Any], make: Callable[[Mapping[str, Any]], torch.nn.Module],
+                 make_inputs: Callable[[torch.Generator], dict[str, torch.Tensor]],
+                 run: Callable[[torch.nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+                 expect: Callable[[torch.nn.Module], str | None] = lambda model: None):
+        super().__init__(name, config, make_inputs, run)
+        self._make, self._expect = make, expect
+
+    def build(self, overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
+        """The model; ``overrides`` are constructor arguments a conversion rule sets for the consuming release."""
+        model = building("build it", self._make, {**self.config, **(overrides or {})})
+        problem = self._expect(model)
+        if problem:
+            raise NotApplicable(f"this release built a different model: {problem}")
+        return model.eval()
+
+    def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {key: value.detach().clone().contiguous() for key, value in model.state_dict().items()}
+
+    def load(self, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Strict load: raises with the library's own message when keys or shapes do not fit."""
+        model.load_state_dict(state, strict=True)
+
+    def produce(self, folder: Path, checkpoint: str | None) -> Produced:
+        model = self.build()
+        if checkpoint:  # a user's own weights, in the release they were saved with
+            from safetensors.torch import load_file
+
+            self.load(model, load_file(checkpoint))
+        else:
+            from compat.envside.fill import fill_parameters
+
+            fill_parameters(model)
+        inputs = self.inputs()
+        outputs = self.forward(model, inputs)
+        state = self.state_dict(model)
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(folder / "model.safetensors"))
+        return Produced(artifact.key_layout(state), inputs, outputs)
+
+    def consume(self, folder: Path, manifest: dict, finding: dict, rule: dict | None) -> None:
+        from compat.shared.rules import RuleSet
+
+        rules = RuleSet.from_data(rule) if rule else None
+        try:
+            model = self.build(rules.consumer_args if rules else None)
+        except NotApplicable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the consuming release fails on the config
+            raise Broken(f"consumer cannot build it: {describe(exc)}") from exc
+        state = artifact.read_tensors(folder, "model")
+        produced = manifest["keys"]
+        finding["rule"] = rule or None
+        if rules:  # a conversion rule: the producer's tensors as this release expects them
+            state, finding["rule_notes"] = artifact.apply_rules(rules, state)
+            produced = artifact.key_layout(state, with_digest=False)
+        finding["keys"] = compare.diff_keys(produced, artifact.key_layout(self.state_dict(model), with_digest=False))
+        load_evidence(finding, lambda: self.load(model, state))
+        after = self.state_dict(model)
+        finding["tensors_changed_on_load"] = sorted(
+            key for key, tensor in state.items() if key in after and not compare.bitwise_equal(tensor, after[key]))
+        expected = artifact.read_tensors(folder, "outputs")
+        actual = forward_evidence(finding, lambda: self.forward(model, artifact.read_tensors(folder, "inputs")))
+        finding["outputs"] = output_evidence(expected, actual)

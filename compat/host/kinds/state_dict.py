@@ -1,0 +1,31 @@
+"""Judging a state-dict finding: a strict load, so keys that do not fit are a refusal; a conversion rule that made
+the outputs agree is ``converted``."""
+
+from __future__ import annotations
+
+import json
+
+from compat.host.kinds.common import Verdict, by_outputs, failing_outputs, refused
+from compat.host.matrix import RecipeSpec
+
+KIND = "state-dict"
+RULE_PARTS = (("rename", "renames"), ("rename_patterns", "rename patterns"), ("steps", "steps"),
+              ("consumer_args", "constructor arguments"))
+
+
+def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
+    verdict = refused(finding, keys_refuse=True)
+    if verdict:
+        return verdict
+    rule = finding.get("rule")
+    if rule and not failing_outputs(finding, recipe):
+        steps = [f"{len(rule[key])} {label}" for key, label in RULE_PARTS if rule.get(key)]
+        exact = "bitwise equal" if all(s.get("bitwise") for s in finding["outputs"].values()) else "within tolerance"
+        lossy = f"; {len(finding['rule_notes'])} lossy or inexact step(s)" if finding.get("rule_notes") else ""
+        return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}{lossy}"
+    return by_outputs(finding, recipe)
+
+
+def evidence(finding: dict, limit: int = 12) -> list[str]:
+    lines = [f"conversion rule: {json.dumps(finding['rule'])[:600]}"] if finding.get("rule") else []
+    return lines + [f"rule: {note}" for note in finding.get("rule_notes", [])[:limit]]

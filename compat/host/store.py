@@ -1,0 +1,85 @@
+"""The cache folder: its layout and its keys, owned here and nowhere else.
+
+::
+
+    registry/<package>.json                         releases and upload times, from the package index
+    recipes/<fixtures>-<code hash>.json             the recipe names a fixtures module has (and which are probes)
+    base/<key>/                                     the harness layer: numpy and safetensors for this interpreter+torch
+    envs/<key>/                                     one release's environment (a venv onto the harness layer)
+    artifacts/<library>/<version>/<recipe>/<key>/   what a producer wrote (manifest.json last)
+    artifacts/<library>/<version>.lock              held while a release produces
+    results/<library>/<recipe>/<key>.json           one cell's finding; results/<library>/index.json indexes them
+    logs/<library>-<version>.log                    a worker's stderr
+    locks/<name>.lock                               cross-process locks (pytest-xdist workers)
+
+An artifact's key is what it depends on: the environment and the recipe code (``code_hash``). A result's key adds
+the producer's artifact and the cell's conversion rule. Change either and the cell is computed again; change nothing
+and a rerun reads ``results/<library>/index.json`` only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """``COMPAT_CACHE_DIR``, or ``.compat/`` inside the project."""
+    from compat.host.matrix import default_matrix_path
+
+    return Path(os.environ.get("COMPAT_CACHE_DIR") or default_matrix_path().parent / ".compat").resolve()
+
+
+@dataclass(frozen=True)
+class Store:
+    root: Path
+
+    def registry(self, package: str) -> Path:
+        return self.root / "registry" / f"{package}.json"
+
+    def recipes(self, fixtures_stem: str, code_hash: str) -> Path:
+        return self.root / "recipes" / f"{fixtures_stem}-{code_hash}.json"
+
+    def base(self, key: str) -> Path:
+        return self.root / "base" / key
+
+    def env(self, key: str) -> Path:
+        return self.root / "envs" / key
+
+    def artifact(self, library: str, version: str, recipe: str, *parts: str) -> Path:
+        """``parts`` (environment key, code hash) decide the artifact's key."""
+        key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+        return Path(os.path.join(self.root, "artifacts", library, version, recipe, key))
+
+    def producing_lock(self, library: str, version: str) -> Path:
+        return self.root / "artifacts" / library / f"{version}.lock"
+
+    def results(self) -> Path:
+        return self.root / "results"
+
+    def result(self, library: str, recipe: str, *parts: str) -> Path:
+        """``parts`` (the consumer's environment, code hash, producer's artifact, rule) decide the result's key."""
+        key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+        return Path(os.path.join(self.root, "results", library, recipe, f"{key}.json"))
+
+    def log(self, library: str, version: str) -> Path:
+        return self.root / "logs" / f"{library}-{version}.log"
+
+    def lock(self, name: str) -> Path:
+        return self.root / "locks" / f"{name}.lock"
+
+
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive lock shared by processes (pytest-xdist workers, parallel runs) on the same cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

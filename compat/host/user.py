@@ -1,0 +1,114 @@
+"""A user's own checkpoint: where it comes from, what loading it needs, and the one-recipe matrix that checks it.
+
+What is not given (library, constructor arguments, the release it was saved with) is read from the checkpoint's
+compat metadata (``compat.shared.stamp``). The recipe is the fixtures module's ``recipe_from_config``, named by a
+digest of the checkpoint and its arguments, so its artifacts are cached apart from every other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from compat.host.matrix import DEFAULT_TOLERANCE, LibrarySpec, Matrix, RecipeSpec, Tolerance
+from compat.host.plan import library_named
+from compat.host.renames import probable_renames
+from compat.shared.checkpoint import PICKLE_SUFFIXES
+from compat.shared.errors import CompatError
+from compat.shared.stamp import read_stamp
+
+
+@dataclass
+class UserCheckpoint:
+    """A user's own checkpoint and what loading it needs: the library, the constructor arguments, the release it
+    was saved with (a selector naming one release). ``path`` is a safetensors file (a pickle is converted first)."""
+
+    path: Path
+    library: str
+    config: dict
+    saved_with: str
+
+
+def read_constructor_arguments(path: Path) -> dict:
+    """A user's constructor arguments from a JSON or YAML file (within compat's limits for untrusted YAML)."""
+    import yaml
+
+    from compat.host.yamlsource import load_data
+
+    try:
+        config = load_data(Path(path), "constructor arguments")
+    except yaml.YAMLError as exc:
+        raise CompatError(f"{path}: cannot read the constructor arguments: {exc}") from None
+    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+        raise CompatError(f"{path}: expected a mapping of constructor arguments (names to values)")
+    return config
+
+
+def user_checkpoint(checkpoint: Path, library_name: str | None = None, config: dict | None = None,
+                    saved_with: str | None = None, allow_pickle: bool = False) -> UserCheckpoint:
+    """What is not given is read from the checkpoint's compat metadata (``compat.shared.stamp.save_stamped``). A pickle
+    (``torch.save``) is read only with ``allow_pickle``, and then with ``torch.load(weights_only=True)``."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CompatError(f"{checkpoint}: no such file")
+    stamp: dict = {}
+    if checkpoint.suffix in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise CompatError(f"{checkpoint}: a pickle checkpoint; pass --allow-pickle to read it with "
+                              "torch.load(weights_only=True)")
+        from compat.host.keydiff import pickle_to_safetensors
+
+        path = pickle_to_safetensors(checkpoint)
+    else:
+        path = checkpoint
+        stamp = read_stamp(checkpoint)
+    library_name = library_name or stamp.get("library")
+    config = config if config is not None else stamp.get("config")
+    saved_with = saved_with or stamp.get("version")
+    for value, flag in ((library_name, "--library"), (config, "--recipe-config"), (saved_with, "--saved-with")):
+        if not value:
+            raise CompatError(f"{checkpoint}: give {flag} (the checkpoint's metadata does not record it)")
+    if not isinstance(config, dict):
+        raise CompatError(f"{checkpoint}: the constructor arguments must be a mapping, got {type(config).__name__}")
+    return UserCheckpoint(path.resolve(), library_name, config, saved_with)
+
+
+def user_library(matrix: Matrix, checkpoint: UserCheckpoint) -> tuple[LibrarySpec, Matrix, str, dict]:
+    """The matrix reduced to the checkpoint's library, with one recipe: the user's model (named by a digest of the
+    checkpoint and its constructor arguments, so its artifacts are cached apart from every other)."""
+    library = library_named(matrix, checkpoint.library)
+    digest = hashlib.sha256(json.dumps(checkpoint.config, sort_keys=True).encode())
+    with open(checkpoint.path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    recipe = f"user-{digest.hexdigest()[:12]}"
+    library = dataclasses.replace(library, recipes={recipe: RecipeSpec(recipe, Tolerance(**DEFAULT_TOLERANCE))},
+                                  known_breaks=())
+    user = {"name": recipe, "config": checkpoint.config, "checkpoint": str(checkpoint.path)}
+    return library, dataclasses.replace(matrix, libraries={library.name: library}), recipe, user
+
+
+def refuse_unloadable(run, library: str, saved_with: str, recipe: str) -> None:
+    """A checkpoint that its own release cannot build or load is a problem of the arguments given (a typo in the
+    constructor arguments, the wrong --saved-with), not an incompatibility between releases."""
+    path = run.artifact_dir(library, saved_with, recipe) / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {"status": "error", "reason": "no artifact"}
+    if manifest["status"] == "error":
+        return  # the environment failed: the cells say why
+    if manifest["status"] != "ok":
+        reason = " ".join(str(manifest.get("reason", "")).split("Traceback")[0].split())[:400]
+        raise CompatError(f"the checkpoint does not load in {library}=={saved_with}, the release it was saved with "
+                          f"({reason}); check the constructor arguments (--recipe-config) and --saved-with")
+
+
+def infer_renames(finding: dict) -> dict[str, str] | None:
+    """Producer key -> consumer key for every moved key, guessed from names; None unless every key is paired."""
+    keys = finding.get("keys", {})
+    missing, unexpected = keys.get("missing", []), keys.get("unexpected", [])
+    pairs = probable_renames(keys)
+    if not missing or len(pairs) != len(missing) or len(pairs) != len(unexpected):
+        return None
+    return dict(pairs)
