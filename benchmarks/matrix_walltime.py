@@ -24,7 +24,7 @@ from pathlib import Path
 
 from compat.api import default_cache_dir
 from compat.host.environments import EnvironmentBuilder
-from compat.host.matrix import load_matrix
+from compat.host.matrix_file import load_matrix
 from compat.host.pipconfig import read_index_settings
 from compat.host.plan import make_plan
 from compat.host.runner import Run, RunOptions

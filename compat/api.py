@@ -17,7 +17,8 @@ from compat import PACKAGE_ROOT
 from compat.host.bisect import change_points
 from compat.host.environments import EnvironmentBuilder
 from compat.host.history import changes, load_report
-from compat.host.matrix import Matrix, VersionSelector, load_matrix, parse_selector
+from compat.host.matrix import Matrix, VersionSelector, parse_selector
+from compat.host.matrix_file import load_matrix
 from compat.host.pipconfig import read_index_settings
 from compat.host.plan import Cell, Plan, library_named, make_plan, plan_for
 from compat.host.registry import fetch_releases, select, upload_time

@@ -10,17 +10,10 @@ from pathlib import Path
 
 from compat.api import bisect, check, prepare, run_and_report, survey
 from compat.host.history import changes, load_report, merge
-from compat.host.plan import parse_shard
 from compat.host.report import counts, write_report
 from compat.host.runner import RunOptions
+from compat.options import build_parser
 from compat.shared.errors import CompatError
-
-
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        return parse_shard(text)
-    except CompatError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,86 +31,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"compat: internal error: {type(exc).__name__}: {exc} (a bug in compat: please report it; "
               "COMPAT_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 3
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="compat", description="Cross-release checkpoint compatibility matrix.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the matrix and write the report")
-    run.add_argument("--matrix", help="matrix file (default: the project's matrix.yaml)")
-    run.add_argument("--out", default="report", help="report folder (default: report/)")
-    run.add_argument("--cache-dir", type=Path, help="cache folder (default: $COMPAT_CACHE_DIR or .compat/)")
-    run.add_argument("-k", dest="select", action="append", help="only cells whose id matches (glob or text)")
-    run.add_argument("--shard", type=_shard, help="run shard i of n (consumer environments split round-robin)")
-    run.add_argument("--baseline", type=Path, help="a previous report.json: lead the report with what changed")
-    run.add_argument("--jobs", type=int, default=2, help="workers busy at once (default 2, measured best on 2 cores)")
-    run.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
-    run.add_argument("--timeout", type=float, help="seconds a worker may go without progress (default: matrix)")
-    run.add_argument("--worker-memory", type=int, help="address-space limit per worker, in MB")
-    survey_parser = commands.add_parser("survey", help="find the releases where saved layouts or outputs change")
-    survey_parser.add_argument("library")
-    survey_parser.add_argument("--range", dest="spec", help="releases to survey, e.g. '>=0.28.4' (default: all)")
-    survey_parser.add_argument("--matrix", help="matrix file whose recipes and pins to use")
-    survey_parser.add_argument("--cache-dir", type=Path)
-    survey_parser.add_argument("--grid", type=int, default=16, help="releases probed in the first pass")
-    survey_parser.add_argument("--jobs", type=int, default=2)
-    bisect_parser = commands.add_parser(
-        "bisect", help="find every release where a checkpoint's verdict changes (a recipe's, or your --checkpoint)")
-    bisect_parser.add_argument("library", nargs="?", help="the library (default: from the checkpoint's metadata)")
-    bisect_parser.add_argument("--recipe", help="a recipe of the matrix (or give --checkpoint)")
-    bisect_parser.add_argument("--checkpoint", type=Path, help="your own checkpoint instead of a recipe's")
-    bisect_parser.add_argument("--good", help="the release that saved the checkpoint (default: --checkpoint's)")
-    bisect_parser.add_argument("--bad", required=True, help="a later release where the verdict differs ('latest')")
-    _user_checkpoint_options(bisect_parser)
-    bisect_parser.add_argument("--matrix", help="matrix file whose recipes and pins to use")
-    bisect_parser.add_argument("--cache-dir", type=Path)
-    pins_parser = commands.add_parser("pins", help="the newest release that reads each release's checkpoints")
-    pins_parser.add_argument("report", type=Path, nargs="?", default=Path("report/report.json"))
-    pins_parser.add_argument("--producer", action="append", default=[],
-                             help="LIBRARY==VERSION your checkpoints were saved with (for --constraints)")
-    pins_parser.add_argument("--constraints", type=Path, help="write a pip constraints file for --producer")
-    pins_parser.add_argument("--recipe", action="append", help="consider only these recipes (default: all)")
-    check_parser = commands.add_parser("check", help="load your own checkpoint in other releases")
-    check_parser.add_argument("checkpoint", type=Path, help="a .safetensors state dict (or a torch.save file, "
-                              "with --allow-pickle)")
-    check_parser.add_argument("--against", nargs="+", required=True,
-                              help="releases to load it with: versions, 'latest', ranges such as '>=1.0,<2'")
-    check_parser.add_argument("--library", help="default: from the checkpoint's compat metadata")
-    _user_checkpoint_options(check_parser)
-    check_parser.add_argument("--matrix", help="matrix file that names the library's recipe module and pins")
-    check_parser.add_argument("--cache-dir", type=Path)
-    check_parser.add_argument("--out", type=Path, help="also write report.json/report.md/index.html here")
-    check_parser.add_argument("--rules-out", type=Path, help="write the conversion rules that worked (YAML)")
-    diff_parser = commands.add_parser("diff", help="compare two checkpoints; --infer proposes a rule set")
-    diff_parser.add_argument("a", type=Path)
-    diff_parser.add_argument("b", type=Path)
-    diff_parser.add_argument("--infer", action="store_true", help="match tensors by content and propose rules")
-    diff_parser.add_argument("--json", action="store_true", help="print JSON")
-    diff_parser.add_argument("--rules-out", type=Path, help="write the inferred rule set (YAML)")
-    diff_parser.add_argument("--allow-pickle", action="store_true",
-                             help="read .bin/.pt/.ckpt files, with torch.load(weights_only=True)")
-    convert_parser = commands.add_parser("convert", help="apply a rule set to a checkpoint")
-    convert_parser.add_argument("checkpoint", type=Path)
-    convert_parser.add_argument("--rules", type=Path, required=True)
-    convert_parser.add_argument("-o", "--out", type=Path, required=True)
-    convert_parser.add_argument("--verify", type=Path, help="a reference checkpoint the result must equal bitwise "
-                                "(or within --atol/--rtol)")
-    convert_parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for --verify")
-    convert_parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance for --verify "
-                                "(times the reference tensor's largest absolute value)")
-    convert_parser.add_argument("--allow-pickle", action="store_true",
-                                help="read a .bin/.pt/.ckpt source, with torch.load(weights_only=True)")
-    merge_parser = commands.add_parser("merge", help="merge shard reports of one matrix into one report")
-    merge_parser.add_argument("reports", type=Path, nargs="+", help="report.json files (or folders holding one)")
-    merge_parser.add_argument("--out", default="report", help="report folder (default: report/)")
-    merge_parser.add_argument("--baseline", type=Path, help="a previous report.json: lead with what changed")
-    declare_parser = commands.add_parser(
-        "known-breaks", help="propose known-break declarations (YAML) covering a report's red cells")
-    declare_parser.add_argument("report", type=Path, help="a report.json")
-    declare_parser.add_argument("--library", help="only this library")
-    declare_parser.add_argument("--source", help="the library's repository URL, for links to upstream diffs")
-    declare_parser.add_argument("--tag-prefix", default="", help="how the library's release tags start (e.g. v)")
-    return parser
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -140,14 +53,6 @@ def _run(args: argparse.Namespace) -> int:
     if outcome.red:
         print(f"compat: {outcome.red} cells are red and not declared as known breaks (exit 1); the report says why")
     return 1 if outcome.red else 0
-
-
-def _user_checkpoint_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipe-config", type=Path, help="JSON or YAML constructor arguments (default: from the "
-                        "checkpoint's compat metadata)")
-    parser.add_argument("--saved-with", help="the release that saved it (default: from its metadata)")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="read a .pt/.bin/.ckpt checkpoint, with torch.load(weights_only=True)")
 
 
 def _read_user_checkpoint(args: argparse.Namespace, path: Path):
@@ -192,19 +97,12 @@ def _diff(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from compat.host.inference import infer
-    from compat.host.keydiff import diff, open_checkpoint
+    from compat.host.inference import diff_files
+    from compat.host.keydiff import open_checkpoint
 
     try:
-        a, b = open_checkpoint(args.a, args.allow_pickle), open_checkpoint(args.b, args.allow_pickle)
-        found = diff(a, b)
-        if args.infer:
-            rules, unexplained = infer(a, b)
-            dropped = sum(1 for step in rules.to_data().get("steps", []) if step.get("op") == "drop")
-            if a.entries and dropped == len(a.entries):  # a rule that drops everything and invents B explains nothing
-                found["nothing_matched"] = True
-            else:
-                found["rules"], found["unexplained"] = rules.to_data(), unexplained
+        found = diff_files(open_checkpoint(args.a, args.allow_pickle), open_checkpoint(args.b, args.allow_pickle),
+                           args.infer)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
@@ -260,35 +158,28 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     """0 when the converted file equals the reference: bitwise, or within the tolerances where some were given."""
-    from compat.host.keydiff import diff, max_difference, open_checkpoint
+    from compat.host.keydiff import open_checkpoint, verify
+    from compat.host.matrix import Tolerance
 
-    result, reference = open_checkpoint(args.out), open_checkpoint(args.verify)
-    found = diff(result, reference)
-    problems = {k: found[k] for k in ("only_a", "only_b", "shape", "dtype") if found[k]}
-    within, beyond = [], []
-    for name in found["different"]:
-        worst, scale = max_difference(result, reference, name)
-        limit = args.atol + args.rtol * scale
-        (within if args.atol + args.rtol > 0 and worst <= limit else beyond).append((name, worst, limit))
-    if beyond:
-        problems["different"] = [f"{name}: max abs {worst:.3g} (allowed {limit:.3g})" for name, worst, limit in beyond]
-    if problems:
+    found = verify(open_checkpoint(args.out), open_checkpoint(args.verify), Tolerance(args.atol, args.rtol))
+    if found.problems:
         print(f"compat: {args.out} differs from {args.verify}:")
-        for kind, items in problems.items():
+        for kind, items in found.problems.items():
             for item in items[:50]:
                 print(f"  {kind.replace('_', ' ')}: {item}")
         return 1
-    if within:
-        print(f"compat: verified: {len(found['equal'])} tensors equal {args.verify} bit for bit, {len(within)} within "
-              f"tolerance (largest difference {max(w for _, w, _ in within):.3g})")
+    if found.within:
+        print(f"compat: verified: {found.equal} tensors equal {args.verify} bit for bit, {len(found.within)} within "
+              f"tolerance (largest difference {max(w for _, w in found.within):.3g})")
     else:
-        print(f"compat: verified: all {len(found['equal'])} tensors equal {args.verify} bit for bit")
+        print(f"compat: verified: all {found.equal} tensors equal {args.verify} bit for bit")
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
     from compat.host.renames import probable_renames
     from compat.host.report import build_report, evidence_lines
+    from compat.host.user import write_rule_files
 
     try:
         run, results = check(_read_user_checkpoint(args, args.checkpoint), args.against, args.matrix, args.cache_dir)
@@ -311,31 +202,13 @@ def _check(args: argparse.Namespace) -> int:
         if result.finding.get("rule_tried"):
             print(f"    tried those renames: {result.finding['rule_tried']['summary']}")
     if args.rules_out:
-        for path in _write_rules(args.rules_out, results[0].cell.producer, rules):
+        for path in write_rule_files(args.rules_out, results[0].cell.producer, rules):
             print(f"compat: rules written to {path} (read by compat convert --rules)")
     if args.out:
         report = build_report([r.to_json() for r in results], run.environment_records(), str(args.checkpoint),
                               run.builder.torch_version)
         print(f"compat: report written to {write_report(report, args.out)[0].parent}/")
     return 0 if all(r.verdict in ("identical", "equivalent", "converted") for r in results) else 1
-
-
-def _write_rules(out: Path, producer: str, rules: dict[str, dict]) -> list[Path]:
-    """The rule sets that worked, as files ``compat convert --rules`` reads: one file where every release took the
-    same rule, else one per release (``rules-0.33.0.yaml``)."""
-    import yaml
-
-    distinct = {json.dumps(rule, sort_keys=True) for rule in rules.values()}
-    if len(distinct) <= 1:
-        targets = {out: (list(rules), next(iter(rules.values()), {}))}
-    else:
-        targets = {out.with_name(f"{out.stem}-{version}{out.suffix}"): ([version], rule)
-                   for version, rule in rules.items()}
-    for path, (versions, rule) in targets.items():
-        header = (f"# compat check: a checkpoint saved with {producer}, verified to load with this rule in "
-                  f"{', '.join(versions) or 'no release (nothing needed a conversion)'}\n")
-        path.write_text(header + yaml.safe_dump(rule, sort_keys=False))
-    return list(targets)
 
 
 def _pins(args: argparse.Namespace) -> int:

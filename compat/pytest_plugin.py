@@ -15,7 +15,7 @@ import pytest
 
 from compat.api import Session, prepare, report_for
 from compat.host.history import load_report
-from compat.host.matrix import default_matrix_path
+from compat.host.matrix_file import default_matrix_path
 from compat.host.plan import parse_shard
 from compat.host.report import write_report
 from compat.host.runner import CellResult, RunOptions

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from compat.host.matrix import SHIPPED_FIXTURES, load_matrix
+from compat.host.matrix import SHIPPED_FIXTURES
+from compat.host.matrix_file import load_matrix
 from compat.host.pipconfig import read_index_settings
 from compat.host.plan import make_plan
 from compat.shared.errors import MatrixError

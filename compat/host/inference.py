@@ -11,7 +11,7 @@ import difflib
 
 import numpy as np
 
-from compat.host.keydiff import Checkpoint, content_digest
+from compat.host.keydiff import Checkpoint, content_digest, diff
 from compat.shared.dtypes import ITEMSIZE
 from compat.shared.rules import NUMERIC, UNSIGNED, RuleSet, decode, encode, transform
 
@@ -288,3 +288,17 @@ def _constant_step(values: np.ndarray, target: np.ndarray, dtype: str, name: str
         return None  # no constant of this integer type takes one tensor to the other
     value = round(float(constant), 6) if values.dtype.kind == "f" else int(constant)
     return {"op": "add_constant", "key": name, "value": value}
+
+
+def diff_files(a: Checkpoint, b: Checkpoint, with_rules: bool) -> dict:
+    """``keydiff.diff``, and with ``with_rules`` the inferred rules and what they leave unexplained; a rule that
+    would drop every tensor of A and invent B explains nothing, and is not proposed (``nothing_matched``)."""
+    found = diff(a, b)
+    if with_rules:
+        rules, unexplained = infer(a, b)
+        dropped = sum(1 for step in rules.to_data().get("steps", []) if step.get("op") == "drop")
+        if a.entries and dropped == len(a.entries):
+            found["nothing_matched"] = True
+        else:
+            found["rules"], found["unexplained"] = rules.to_data(), unexplained
+    return found

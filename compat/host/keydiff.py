@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from compat.host.matrix import Tolerance
 from compat.shared.checkpoint import MAX_DIMS, PICKLE_SUFFIXES, CheckpointError, SafetensorsFile, TensorInfo, write
 from compat.shared.dtypes import ITEMSIZE
 from compat.shared.rules import Conversion, RuleSet
@@ -233,3 +234,30 @@ def convert(source: Checkpoint, rules: RuleSet, out: Path, metadata: dict[str, s
     conversion = rules.apply(source.layout(), source.read)
     write(out, conversion.layout, conversion.tensors(), metadata)
     return conversion
+
+
+@dataclass
+class Verification:
+    """A converted file against a reference: what differs beyond tolerance, what differs within it, how many equal."""
+    problems: dict[str, list[str]]
+    within: list[tuple[str, float]]
+    equal: int
+
+
+def verify(result: Checkpoint, reference: Checkpoint, tolerance: Tolerance) -> Verification:
+    """Keys, shapes and dtypes must match; values bit for bit, or within ``tolerance`` (the matrix's own rule:
+    ``max_abs <= atol + rtol * max|reference|``) where one is given."""
+    found = diff(result, reference)
+    problems = {k: list(found[k]) for k in ("only_a", "only_b", "shape", "dtype") if found[k]}
+    within, beyond = [], []
+    for name in found["different"]:
+        worst, scale = max_difference(result, reference, name)
+        stats = {"shape_match": True, "max_abs": worst, "ref_max_abs": scale}
+        allowed = tolerance.atol + tolerance.rtol * scale
+        if tolerance.atol + tolerance.rtol > 0 and tolerance.allows(stats):
+            within.append((name, worst))
+        else:
+            beyond.append(f"{name}: max abs {worst:.3g} (allowed {allowed:.3g})")
+    if beyond:
+        problems["different"] = beyond
+    return Verification(problems, within, len(found["equal"]))

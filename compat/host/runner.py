@@ -12,12 +12,8 @@ spawns nothing, and an interrupted run resumes where it stopped. Errors are not 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import heapq
-import itertools
 import json
-import os
 import sys
 import threading
 import time
@@ -30,9 +26,10 @@ from compat.host.environments import Environment, EnvironmentBuilder
 from compat.host.plan import Cell, Plan
 from compat.host.recipe_index import code_hash
 from compat.host.results import ResultIndex
-from compat.host.store import Store, file_lock
+from compat.host.scheduling import OrderedSlots, available_mb, idle_budget_mb
+from compat.host.store import Store, file_lock, rule_text
 from compat.host.verdicts import judge
-from compat.host.worker_process import WorkerFailure, WorkerProcess
+from compat.host.worker_process import WorkerFailure, WorkerProcess, missing_dependency_hint
 from compat.shared.errors import CompatError
 
 EnvKey = tuple[str, str]  # (library, version)
@@ -119,7 +116,7 @@ class Run:
     @functools.lru_cache(maxsize=None)  # noqa: B019
     def result_path(self, cell: Cell) -> Path:
         artifact = self.artifact_dir(cell.library, cell.producer, cell.recipe)
-        rule = _rule_text(self.rule_for(cell))
+        rule = rule_text(self.rule_for(cell))
         return self.store.result(cell.library, cell.recipe, self.env_keys[(cell.library, cell.consumer)], artifact.name,
                                  self.code[cell.library], rule)
 
@@ -287,7 +284,7 @@ class Run:
     def _keep_idle(self, worker: WorkerProcess) -> bool:
         """Keep a worker that has produced for consumption while what idle workers hold fits ``idle_budget_mb`` (a
         Flux probe peaks near 5 GB; idle workers that had taken that memory got two busy ones killed)."""
-        available, rss = _available_mb(), worker.rss_mb
+        available, rss = available_mb(), worker.rss_mb
         with self._lock:
             self._peak_mb = max(self._peak_mb, worker.peak_rss_mb)
             if self._idle_mb + rss > idle_budget_mb(available, self.options.jobs, self._peak_mb,
@@ -343,78 +340,3 @@ class Run:
                 record["worker_error"] = self.worker_errors[key]
             records.setdefault(key[0], {})[key[1]] = record
         return records
-
-
-_RULE_TEXT: dict[int, tuple[dict, str]] = {}
-
-
-def _rule_text(rule: dict | None) -> str:
-    """A rule as canonical JSON, for cache keys: remembered by identity (the matrix's rules are few and long-lived)."""
-    if not rule:
-        return ""
-    cached = _RULE_TEXT.get(id(rule))
-    if cached is None or cached[0] is not rule:
-        cached = _RULE_TEXT[id(rule)] = (rule, json.dumps(rule, sort_keys=True))
-    return cached[1]
-
-
-class OrderedSlots:
-    """At most ``count`` holders at once; when a slot frees, the waiting job with the lowest priority enters, not the
-    one the thread scheduler happens to wake.
-
-    The runner orders jobs by library, then producing before consuming: a library's producers finish together, its
-    workers consume right after, and idle workers waiting for the rest of their library's producers are never those
-    of several libraries at once (which used to exceed the idle-memory budget and cost a second import)."""
-
-    def __init__(self, count: int):
-        self._free, self._waiting, self._tickets = count, [], itertools.count()
-        self._condition = threading.Condition()
-
-    @contextlib.contextmanager
-    def slot(self, priority: tuple):
-        entry = (priority, next(self._tickets))
-        with self._condition:
-            heapq.heappush(self._waiting, entry)
-            self._condition.wait_for(lambda: self._free > 0 and self._waiting[0] == entry)
-            heapq.heappop(self._waiting)
-            self._free -= 1
-            self._condition.notify_all()
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._free += 1
-                self._condition.notify_all()
-
-
-# import names whose package on the registry is called something else
-PACKAGE_OF_MODULE = {"yaml": "pyyaml", "PIL": "pillow", "sklearn": "scikit-learn", "cv2": "opencv-python",
-                     "google.protobuf": "protobuf", "attr": "attrs", "dateutil": "python-dateutil"}
-
-
-def missing_dependency_hint(library: str, version: str, module: str) -> str:
-    """What to do when a release imports a module its environment lacks: the release does not declare the package
-    that provides it, and the matrix can add it for that release."""
-    top = module.split(".")[0]
-    package = PACKAGE_OF_MODULE.get(module) or PACKAGE_OF_MODULE.get(top) or top
-    return (f"{library}=={version} imports {module!r}, which it does not declare as a dependency: add under "
-            f"libraries.{library} in the matrix `pins: [{{versions: \"=={version}\", requirements: [{package}], "
-            f"why: \"imported but not declared\"}}]` (or widen `versions` to every release that needs it)")
-
-
-def idle_budget_mb(available_mb: float, jobs: int, peak_mb: float, override: float | None = None) -> float:
-    """What idle workers may hold: 60% of the memory available, less room for ``jobs`` busy workers at the largest
-    peak seen (negative: keep none)."""
-    if override:
-        return override
-    return min(available_mb * 0.6, available_mb - jobs * peak_mb)
-
-
-def _available_mb() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) / 2**20

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 
 def default_cache_dir() -> Path:
     """``COMPAT_CACHE_DIR``, or ``.compat/`` inside the project."""
-    from compat.host.matrix import default_matrix_path
+    from compat.host.matrix_file import default_matrix_path
 
     return Path(os.environ.get("COMPAT_CACHE_DIR") or default_matrix_path().parent / ".compat").resolve()
 
@@ -83,3 +84,16 @@ def file_lock(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_RULE_TEXT: dict[int, tuple[dict, str]] = {}
+
+
+def rule_text(rule: dict | None) -> str:
+    """A rule as canonical JSON, for cache keys: remembered by identity (the matrix's rules are few and long-lived)."""
+    if not rule:
+        return ""
+    cached = _RULE_TEXT.get(id(rule))
+    if cached is None or cached[0] is not rule:
+        cached = _RULE_TEXT[id(rule)] = (rule, json.dumps(rule, sort_keys=True))
+    return cached[1]

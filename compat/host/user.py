@@ -112,3 +112,21 @@ def infer_renames(finding: dict) -> dict[str, str] | None:
     if not missing or len(pairs) != len(missing) or len(pairs) != len(unexpected):
         return None
     return dict(pairs)
+
+
+def write_rule_files(out: Path, producer: str, rules: dict[str, dict]) -> list[Path]:
+    """The rule sets that worked, as files ``compat convert --rules`` reads: one file where every release took the
+    same rule, else one per release (``rules-0.33.0.yaml``)."""
+    import yaml
+
+    distinct = {json.dumps(rule, sort_keys=True) for rule in rules.values()}
+    if len(distinct) <= 1:
+        targets = {out: (list(rules), next(iter(rules.values()), {}))}
+    else:
+        targets = {out.with_name(f"{out.stem}-{version}{out.suffix}"): ([version], rule)
+                   for version, rule in rules.items()}
+    for path, (versions, rule) in targets.items():
+        header = (f"# compat check: a checkpoint saved with {producer}, verified to load with this rule in "
+                  f"{', '.join(versions) or 'no release (nothing needed a conversion)'}\n")
+        path.write_text(header + yaml.safe_dump(rule, sort_keys=False))
+    return list(targets)

@@ -130,3 +130,18 @@ def _exit_reason(code: int) -> str:
         hint = " (killed: out of memory?)" if -code == signal.SIGKILL else ""
         return f"killed by {name}{hint}"
     return f"exit code {code}"
+
+
+# import names whose package on the registry is called something else
+PACKAGE_OF_MODULE = {"yaml": "pyyaml", "PIL": "pillow", "sklearn": "scikit-learn", "cv2": "opencv-python",
+                     "google.protobuf": "protobuf", "attr": "attrs", "dateutil": "python-dateutil"}
+
+
+def missing_dependency_hint(library: str, version: str, module: str) -> str:
+    """What to do when a release imports a module its environment lacks: the release does not declare the package
+    that provides it, and the matrix can add it for that release."""
+    top = module.split(".")[0]
+    package = PACKAGE_OF_MODULE.get(module) or PACKAGE_OF_MODULE.get(top) or top
+    return (f"{library}=={version} imports {module!r}, which it does not declare as a dependency: add under "
+            f"libraries.{library} in the matrix `pins: [{{versions: \"=={version}\", requirements: [{package}], "
+            f"why: \"imported but not declared\"}}]` (or widen `versions` to every release that needs it)")

@@ -56,7 +56,7 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
 
 
 def matrix(data: bytes, folder: Path) -> None:
-    from compat.host.matrix import load_matrix
+    from compat.host.matrix_file import load_matrix
 
     load_matrix(_write(folder, "matrix.yaml", data))
 
