@@ -15,7 +15,7 @@ import pytest
 from compat.host.history import changes
 from compat.host.report import build_report, write_report
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "scripts"))
 import screenshot  # noqa: E402
 
 if not shutil.which("chromium") and not os.environ.get("CI"):

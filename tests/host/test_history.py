@@ -11,7 +11,7 @@ import pytest
 
 from compat.host.history import ReportError, changes, load_report, merge
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 
 
 def report(*cells, digest="m1"):

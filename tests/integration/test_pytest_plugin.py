@@ -11,12 +11,12 @@ import pytest
 from compat.api import prepare
 
 pytest_plugins = ["pytester"]
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 
 
 def write(tmp_path: Path, known_breaks: str = "", recipes=("fine", "unsupported")) -> Path:
     fixtures = tmp_path / "recipes.py"
-    fixtures.write_text((PROJECT / "tests" / "fault_recipes.py").read_text() + f"\n# {tmp_path}\n")
+    fixtures.write_text((PROJECT / "tests" / "integration" / "fault_recipes.py").read_text() + f"\n# {tmp_path}\n")
     path = tmp_path / "cells.yaml"
     path.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n    fixtures: {fixtures}\n"
                     f"    versions: ['0.29.2', '0.30.0']\n    recipes: {list(recipes)}\n{known_breaks}")

@@ -9,13 +9,13 @@ from pathlib import Path
 from compat.api import prepare
 from compat.host.runner import RunOptions
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 
 
 def run(tmp_path, cache_dir, versions, recipes):
     fixtures = tmp_path / "variants.py"
-    source = (PROJECT / "tests" / "diffusers_variants.py").read_text()  # a fresh copy: fresh cells, same recipes
-    fixtures.write_text(source.replace("Path(__file__).resolve().parent.parent", f"Path({str(PROJECT)!r})")
+    source = (PROJECT / "tests" / "integration" / "diffusers_variants.py").read_text()  # a fresh copy: fresh cells, same recipes
+    fixtures.write_text(source.replace("Path(__file__).resolve().parent.parent.parent", f"Path({str(PROJECT)!r})")
                         + f"\n# {tmp_path}\n")
     matrix = tmp_path / "m.yaml"
     matrix.write_text(f"libraries:\n  diffusers:\n    import: diffusers\n    fixtures: {fixtures}\n"

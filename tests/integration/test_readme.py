@@ -13,7 +13,7 @@ import pytest
 
 from compat.cli import build_parser
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 README = (PROJECT / "README.md").read_text()
 
 

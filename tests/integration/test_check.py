@@ -16,7 +16,7 @@ from compat.api import prepare
 from compat.shared.errors import CompatError
 from compat.shared.stamp import read_stamp
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 TRAIN = """
 import json, sys, torch, x_transformers
 from compat.shared.stamp import save_stamped

@@ -10,7 +10,7 @@ import yaml
 
 from compat.api import prepare
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 RESAVE = """
 import sys, x_transformers
 from safetensors.torch import load_file, save_file

@@ -12,7 +12,7 @@ from pathlib import Path
 from compat.api import prepare
 from compat.host.runner import RunOptions
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 
 
 def test_a_dropped_adapter_is_diverged_not_applied_and_drift_is_caught(tmp_path, cache_dir):

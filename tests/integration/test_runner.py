@@ -19,7 +19,7 @@ from compat.host.report import write_report
 from compat.host.runner import RunOptions, idle_budget_mb
 from compat.host.worker_process import WorkerProcess
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 RELEASES = ["0.28.4", "0.30.0", "0.33.0"]
 
 
@@ -115,7 +115,7 @@ def test_the_report_is_written(three_releases, tmp_path):
     ("oom", {"memory_mb": 3000}, "out of memory"),
 ])
 def test_a_faulty_environment_turns_only_its_cells_into_errors(tmp_path, cache_dir, fault, options, expected):
-    fixtures = fresh_fixtures(tmp_path, PROJECT / "tests" / "fault_recipes.py")
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "tests" / "integration" / "fault_recipes.py")
     path = tmp_path / "matrix.yaml"
     path.write_text(matrix_text(fixtures, ["fine", fault], versions=["0.29.2", "0.30.0"]))
     session, results = run_matrix(path, cache_dir, **options)
@@ -127,7 +127,7 @@ def test_a_faulty_environment_turns_only_its_cells_into_errors(tmp_path, cache_d
 
 
 def test_a_probe_listed_as_a_grid_gets_error_cells_that_say_how_to_list_it(tmp_path, cache_dir):
-    fixtures = fresh_fixtures(tmp_path, PROJECT / "tests" / "fault_recipes.py")
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "tests" / "integration" / "fault_recipes.py")
     path = tmp_path / "matrix.yaml"
     path.write_text(matrix_text(fixtures, ["probe"], versions=["0.29.2", "0.30.0"]))
     _, results = run_matrix(path, cache_dir)
@@ -150,7 +150,7 @@ def test_a_worker_reports_what_it_holds_after_a_command_and_its_peak(three_relea
     worker = WorkerProcess(environment.python, "x_transformers", tmp_path / "worker.log")
     try:
         worker.send({"cmd": "produce", "library": library, "version": version,
-                     "fixtures": str(fresh_fixtures(tmp_path, PROJECT / "tests" / "fault_recipes.py")),
+                     "fixtures": str(fresh_fixtures(tmp_path, PROJECT / "tests" / "integration" / "fault_recipes.py")),
                      "recipes": {"burst": str(tmp_path / "burst")}}, "producing")
         assert (tmp_path / "burst" / "manifest.json").is_file()
         assert worker.peak_rss_mb - worker.rss_mb > 400, (worker.peak_rss_mb, worker.rss_mb)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parent.parent.parent
 KEY = ("from pathlib import Path; from compat.host.environments import EnvironmentBuilder;"
        "from compat.host.pipconfig import read_index_settings;"
        "print(EnvironmentBuilder(Path('cache'), read_index_settings(), torch_version='2.13.0').base_key())")

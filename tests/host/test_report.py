@@ -81,7 +81,7 @@ def test_a_summary_names_what_went_wrong_not_the_header_of_the_message():
     from compat.host.matrix import RecipeSpec, Tolerance
     from compat.host.verdicts import raw_verdict
 
-    finding = {"status": "ok", "keys": {"missing": ["a"], "unexpected": ["b"]},
+    finding = {"kind": "state-dict", "status": "ok", "keys": {"missing": ["a"], "unexpected": ["b"]},
                "load_error": "RuntimeError: Error(s) in loading state_dict for TransformerWrapper:\n\t"
                              'Missing key(s) in state_dict: "a".'}
     verdict, summary = raw_verdict(finding, RecipeSpec("r", Tolerance(1e-5, 1e-4)))
