@@ -14,6 +14,7 @@ import os
 import threading
 from pathlib import Path
 
+from compat.host.kinds import kind_fields
 from compat.host.store import Store, file_lock
 from compat.shared.protocol import check_finding
 
@@ -58,7 +59,7 @@ class ResultIndex:
         except ValueError:  # a file cut short by a killed worker: the cell is checked again
             path.unlink(missing_ok=True)
             return None
-        problems = check_finding(found)
+        problems = check_finding(found, kind_fields())
         if problems:  # the protocol's schema, checked once, when a finding first comes back from a worker
             return {"status": "error", "reason": f"{path}: the finding does not fit the protocol: "
                     + "; ".join(problems[:5])}

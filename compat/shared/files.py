@@ -9,6 +9,7 @@ from pathlib import Path
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON so that a reader (or a crash) never sees half a file: the cache relies on it to resume."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     os.replace(tmp, path)

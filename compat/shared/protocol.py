@@ -12,7 +12,7 @@ The worker announces itself with ``ready`` ``{import_seconds, rss_mb, torch}``, 
 missing_module}`` when the library cannot be imported; ``done`` carries ``{rss_mb, peak_rss_mb}``.
 
 A finding is what a consumer saw in one cell. Every finding has ``status`` and ``kind`` (which recipe kind made it,
-and so which judge reads it; only a cell whose recipe does not exist has none, and it is an error); the rest depends on the kind (``FIELDS``). The host validates each finding against
+and so which judge reads it; only a cell whose recipe does not exist has none, and it is an error); the rest depends on the kind (each host kind module's ``FIELDS``). The host validates each finding against
 this schema when it reads it back (``check_finding``): a result file that does not fit is an error in its cell, not a
 wrong verdict. Standard library only: this module runs in every release environment.
 """
@@ -25,11 +25,10 @@ COMMANDS = ("produce", "consume", "exit")
 EVENTS = ("ready", "failed", "produced", "cell", "done")
 
 STATUSES = ("ok", "not-applicable", "broken", "error")
-KINDS = ("state-dict", "pretrained", "adapter", "probe", "converter")
 
 # field -> (type, what it holds); every field is optional except kind and status
 COMMON: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "kind": (str, "the recipe kind that made the finding: one of " + ", ".join(KINDS)),
+    "kind": (str, "the recipe kind that made the finding (a module in compat/host/kinds judges it)"),
     "status": (str, "ok (the worker compared), or not-applicable / broken / error with a reason"),
     "reason": (str, "why the cell could not be compared (status other than ok)"),
     "failed": (str, "'producer' when the producing release could not make the artifact"),
@@ -41,38 +40,23 @@ COMMON: dict[str, tuple[type | tuple[type, ...], str]] = {
     "outputs": (dict, "output name -> statistics (max_abs, max_rel, cosine, bitwise, shape_match, or missing)"),
     "tensors_changed_on_load": (list, "keys whose tensors differ after loading from what was saved"),
 }
-FIELDS: dict[str, dict[str, tuple[type | tuple[type, ...], str]]] = {
-    "state-dict": {
-        "rule": ((dict, type(None)), "the conversion rule applied before loading, if any (rule set data)"),
-        "rule_notes": (list, "what the rule lost or rounded (lossy or inexact steps)"),
-    },
-    "pretrained": {},
-    "adapter": {
-        "config": (dict, "adapter config: unknown_fields, new_fields, changed_defaults (or unknown_type)"),
-        "adapter": (dict, "changed_output_in_producer, effect_in_producer, effect, applied, vs_own_base"),
-    },
-    "probe": {
-        "probe": (dict, "passed, and detail or error, traceback; warnings"),
-    },
-    "converter": {
-        "conversion": (dict, "self_check, producer_self_check, same_input, differing_outputs"),
-    },
-}
+Fields = dict[str, tuple]  # field -> (type or types, what it holds)
 
 
-def check_finding(finding: Any) -> list[str]:
-    """What is wrong with ``finding`` against the schema (empty when it fits)."""
+def check_finding(finding: Any, kinds: dict[str, Fields]) -> list[str]:
+    """What is wrong with ``finding`` against the schema (empty when it fits); ``kinds`` maps each kind to its own
+    fields (each host kind module's ``FIELDS``)."""
     if not isinstance(finding, dict):
         return [f"a finding is a JSON object, got {type(finding).__name__}"]
     problems = []
     kind, status = finding.get("kind"), finding.get("status")
-    if kind not in FIELDS and (status == "ok" or kind is not None):  # a cell that never reached a recipe has none
-        problems.append(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    if kind not in kinds and (status == "ok" or kind is not None):  # a cell that never reached a recipe has none
+        problems.append(f"kind: expected one of {', '.join(kinds)}, got {kind!r}")
     if status not in STATUSES:
         problems.append(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
     if status in ("not-applicable", "broken", "error") and not isinstance(finding.get("reason"), str):
         problems.append(f"reason: a finding with status {status} says why")
-    allowed = {**COMMON, **FIELDS.get(kind, {})}
+    allowed = {**COMMON, **kinds.get(kind, {})}
     for name, value in finding.items():
         if name not in allowed:
             problems.append(f"{name}: not a field of a {kind} finding")
@@ -83,6 +67,6 @@ def check_finding(finding: Any) -> list[str]:
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
     types = expected if isinstance(expected, tuple) else (expected,)
-    return " or ".join("null" if t is type(None) else {"str": "text", "dict": "object", "list": "list",
-                                                        "int": "number", "float": "number"}[t.__name__]
-                       for t in types)
+    names = {"null" if t is type(None) else {"str": "text", "dict": "object", "list": "list", "int": "number",
+                                              "float": "number"}[t.__name__] for t in types}
+    return " or ".join(sorted(names))

@@ -12,16 +12,17 @@ def test_bisection_finds_every_change_of_a_monotone_history(steps, grid):
         layout += 1 if step == 0 else 0
         history.append(layout)
     versions = [f"1.{i}" for i in range(len(history))]
-    calls = []
+    probed_versions = []
 
     def probe(batch):
-        calls.append(len(batch))
+        probed_versions.extend(batch)
         return {v: (("r", "ok", str(history[versions.index(v)]), ""),) for v in batch}
 
     changes, probed = find_changes(versions, probe, grid)
     expected = [(versions[i - 1], versions[i]) for i in range(1, len(history)) if history[i] != history[i - 1]]
     assert [(c.before, c.after) for c in changes] == expected
-    assert probed <= len(versions)
+    # each release is probed at most once, and the count it reports is the count it made
+    assert len(probed_versions) == len(set(probed_versions)) == probed <= len(versions)
 
 
 def test_signature_and_description():

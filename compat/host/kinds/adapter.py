@@ -8,6 +8,10 @@ from compat.host.kinds.common import Verdict, by_outputs, failing_outputs, key_s
 from compat.host.matrix import RecipeSpec
 
 KIND = "adapter"
+FIELDS = {
+    "config": (dict, "adapter config: unknown_fields, new_fields, changed_defaults (or unknown_type)"),
+    "adapter": (dict, "changed_output_in_producer, effect_in_producer, effect, applied, vs_own_base"),
+}
 
 
 def judge(finding: dict, recipe: RecipeSpec) -> Verdict:

@@ -7,6 +7,7 @@ from compat.host.kinds.common import Verdict, headline, key_summary
 from compat.host.matrix import RecipeSpec
 
 KIND = "converter"
+FIELDS = {"conversion": (dict, "self_check, producer_self_check, same_input, differing_outputs")}
 
 
 def judge(finding: dict, recipe: RecipeSpec) -> Verdict:

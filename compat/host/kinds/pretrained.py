@@ -7,6 +7,7 @@ from compat.host.kinds.common import Verdict, by_outputs, refused
 from compat.host.matrix import RecipeSpec
 
 KIND = "pretrained"
+FIELDS: dict = {}  # only the fields every kind shares
 
 
 def judge(finding: dict, recipe: RecipeSpec) -> Verdict:

@@ -6,6 +6,7 @@ from compat.host.kinds.common import Verdict
 from compat.host.matrix import RecipeSpec
 
 KIND = "probe"
+FIELDS = {"probe": (dict, "passed, and detail or error, traceback; warnings")}
 
 
 def judge(finding: dict, recipe: RecipeSpec) -> Verdict:

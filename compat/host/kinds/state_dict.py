@@ -9,6 +9,10 @@ from compat.host.kinds.common import Verdict, by_outputs, failing_outputs, refus
 from compat.host.matrix import RecipeSpec
 
 KIND = "state-dict"
+FIELDS = {
+    "rule": ((dict, type(None)), "the conversion rule applied before loading, if any (rule set data)"),
+    "rule_notes": (list, "what the rule lost or rounded (lossy or inexact steps)"),
+}
 RULE_PARTS = (("rename", "renames"), ("rename_patterns", "rename patterns"), ("steps", "steps"),
               ("consumer_args", "constructor arguments"))
 
