@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from compat.shared.dtypes import torch_dtype_table
 from compat.shared.files import write_json_atomic
 
 MANIFEST_FORMAT = 1
@@ -30,9 +31,7 @@ def tensor_digest(tensor: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-SAFETENSORS_DTYPE = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-                     torch.bool: "BOOL"}
+SAFETENSORS_DTYPE = torch_dtype_table(torch)
 TORCH_DTYPE = {name: dtype for dtype, name in SAFETENSORS_DTYPE.items()}
 
 

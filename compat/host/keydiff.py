@@ -98,7 +98,7 @@ def pickle_to_safetensors(path: Path) -> Path:
         import torch
     except ImportError:
         raise CheckpointError(f"{path}: reading a pickle checkpoint needs torch installed") from None
-    from compat.envside.artifact import SAFETENSORS_DTYPE
+    from compat.shared.dtypes import torch_dtype_table
 
     try:
         try:
@@ -114,14 +114,15 @@ def pickle_to_safetensors(path: Path) -> Path:
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
+    table = torch_dtype_table(torch)
     for name, tensor in state.items():
-        problem = _unstorable(name, tensor, SAFETENSORS_DTYPE)
+        problem = _unstorable(name, tensor, table)
         if problem:
             raise CheckpointError(f"{path}: tensor {name!r}: {problem}")
     scratch = Path(tempfile.mkdtemp(prefix="compat-pickle-"))
     atexit.register(shutil.rmtree, scratch, True)
     out = scratch / (path.stem + ".safetensors")
-    layout = [(k, SAFETENSORS_DTYPE[v.dtype], tuple(v.shape)) for k, v in state.items()]
+    layout = [(k, table[v.dtype], tuple(v.shape)) for k, v in state.items()]
     write(out, layout, (v.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() for v in state.values()),
           {"compat.source": str(path)})
     return out
