@@ -7,7 +7,8 @@ library. Recipes live in ``fixtures/<library>.py`` as a ``RECIPES`` mapping of n
 - ``PretrainedRecipe``: ``save_pretrained`` / ``from_pretrained`` (diffusers' models);
 - ``AdapterRecipe``: a peft adapter on a base model (``AdapterKind`` for another library's adapters);
 - ``ProbeRecipe``: a behaviour check, one verdict per release;
-- ``ConversionRecipe``: a library's converter from an original layout, held to the model's own state dict.
+- ``ConversionRecipe``: a library's converter from an original layout, held to the model's own state dict;
+- ``FileRecipe``: a file format: tensors written by one release, read back by another (safetensors).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from pathlib import Path
 from compat.envside.engine import NotApplicable, Recipe, unsupported
 from compat.envside.kinds.adapter import AdapterKind, AdapterRecipe
 from compat.envside.kinds.converter import ConversionRecipe
+from compat.envside.kinds.file import FileRecipe
 from compat.envside.kinds.pretrained import PretrainedRecipe
 from compat.envside.kinds.probe import ProbeRecipe
 from compat.envside.kinds.state_dict import StateDictRecipe
 
-__all__ = ["AdapterKind", "AdapterRecipe", "ConversionRecipe", "NotApplicable", "PretrainedRecipe", "ProbeRecipe",
+__all__ = ["AdapterKind", "AdapterRecipe", "ConversionRecipe", "FileRecipe", "NotApplicable", "PretrainedRecipe", "ProbeRecipe",
            "Recipe", "StateDictRecipe", "load_recipes", "unsupported"]
 
 

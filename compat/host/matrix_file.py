@@ -57,8 +57,11 @@ class _Validator:
 
     def __init__(self, located: Located, path: Path):
         self.doc, self.path, self.problems = located, path, []
+        self.missing: set[tuple] = set()  # keys already reported missing: one message each, not two
 
     def problem(self, where: tuple, message: str) -> None:
+        if where in self.missing:
+            return
         name = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in where).replace(".[", "[")
         self.problems.append(f"{self.path}:{self.doc.line(where)}: {name or '(top level)'}: {message}")
 
@@ -74,6 +77,7 @@ class _Validator:
                 self.problem(at + (key,), f"unknown key {key!r}; expected one of {', '.join(sorted(allowed))}")
         for key in sorted(required - set(value)):
             self.problem(at, f"missing required key {key!r}")
+            self.missing.add(at + (key,))
         return value
 
     def string(self, value: Any, at: tuple, *, raw: bool = False) -> str | None:

@@ -137,3 +137,13 @@ def test_conversion_rules_are_validated_and_matched(write_matrix):
     bad = rules.replace("rename_patterns", "rename_patternz")
     with pytest.raises(MatrixError, match=r"rules\[0\]\.rule: rule: unknown field"):
         load_matrix(write_matrix(GOOD.replace("    known_breaks:", bad + "    known_breaks:")))
+
+
+def test_a_missing_key_is_one_message_not_two(write_matrix):
+    text = ("libraries:\n  x-transformers:\n    import: x_transformers\n    versions: [1.0.0]\n    recipes: [decoder]\n"
+            "    known_breaks:\n      - {recipes: [decoder], reason: r, upstream: documented}\n")
+    with pytest.raises(MatrixError) as error:
+        load_matrix(write_matrix(text))
+    lines = str(error.value).splitlines()
+    assert [line.split(": ", 2)[-1] for line in lines] == ["missing required key 'consumers'",
+                                                           "missing required key 'producers'"]

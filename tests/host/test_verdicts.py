@@ -93,3 +93,19 @@ def test_probe_and_conversion_verdicts():
     found["conversion"]["self_check"] = dict(exact, exact=False, mismatched=["norm_out.linear.weight"], max_abs=2.0)
     verdict, summary = raw_verdict(found, RECIPE)
     assert verdict == "diverged" and "norm_out.linear.weight" in summary and "max abs 2" in summary
+
+
+def file_finding(**changes):
+    found = {"kind": "file", "status": "ok", "keys": CLEAN_KEYS, "tensors_changed_on_load": [],
+             "file": {"tensors": 2, "metadata_written": {"a": "b"}, "metadata_read": {"a": "b"}}}
+    return dict(found, **changes)
+
+
+def test_a_file_read_back_is_identical_only_when_everything_came_back():
+    assert raw_verdict(file_finding(), RECIPE)[0] == "identical"
+    refused = raw_verdict(file_finding(load_error="SafetensorError: InvalidHeaderDeserialization\n..."), RECIPE)
+    assert refused == ("incompatible", "the reader refuses the file: SafetensorError: InvalidHeaderDeserialization")
+    for wrong in (file_finding(tensors_changed_on_load=["w"]), file_finding(keys=dict(CLEAN_KEYS, missing=["w"])),
+                  file_finding(file={"tensors": 2, "metadata_written": {"a": "b"}, "metadata_read": {}})):
+        verdict, summary = raw_verdict(wrong, RECIPE)
+        assert verdict == "diverged" and summary.startswith("the file reads without complaint, but wrong")
