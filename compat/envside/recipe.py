@@ -8,7 +8,9 @@ library. Recipes live in ``fixtures/<library>.py`` as a ``RECIPES`` mapping of n
 - ``AdapterRecipe``: a peft adapter on a base model (``AdapterKind`` for another library's adapters);
 - ``ProbeRecipe``: a behaviour check, one verdict per release;
 - ``ConversionRecipe``: a library's converter from an original layout, held to the model's own state dict;
-- ``FileRecipe``: a file format: tensors written by one release, read back by another (safetensors).
+- ``FileRecipe``: a file format: tensors written by one release, read back by another (safetensors);
+- ``TransformersRecipe``: a transformers model, ``save_pretrained`` / ``from_pretrained``, with transformers' own
+  account of the load.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from compat.envside.kinds.file import FileRecipe
 from compat.envside.kinds.pretrained import PretrainedRecipe
 from compat.envside.kinds.probe import ProbeRecipe
 from compat.envside.kinds.state_dict import StateDictRecipe
+from compat.envside.kinds.transformers import TransformersRecipe
 
 __all__ = ["AdapterKind", "AdapterRecipe", "ConversionRecipe", "FileRecipe", "NotApplicable", "PretrainedRecipe", "ProbeRecipe",
-           "Recipe", "StateDictRecipe", "load_recipes", "unsupported"]
+           "Recipe", "StateDictRecipe", "TransformersRecipe", "load_recipes", "unsupported"]
 
 
 def load_recipes(module_path: str, user: dict | None = None) -> dict[str, Recipe]:

@@ -109,3 +109,37 @@ def test_a_file_read_back_is_identical_only_when_everything_came_back():
                   file_finding(file={"tensors": 2, "metadata_written": {"a": "b"}, "metadata_read": {}})):
         verdict, summary = raw_verdict(wrong, RECIPE)
         assert verdict == "diverged" and summary.startswith("the file reads without complaint, but wrong")
+
+
+def transformers_finding(**changes):
+    found = {"kind": "transformers", "status": "ok", "keys": CLEAN_KEYS, "tensors_changed_on_load": [],
+             "outputs": {"logits": stats(0.0, bitwise=True)},
+             "loading_info": {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "restored_keys": [],
+                              "missing_buffers": []},
+             "loaded_as": {"producer": {"dtype": "float32", "attention": "sdpa"},
+                           "consumer": {"dtype": "float32", "attention": "sdpa"}}}
+    return dict(found, **changes)
+
+
+def test_transformers_own_account_of_the_load_decides_first():
+    assert raw_verdict(transformers_finding(), RECIPE)[0] == "identical"
+    info = transformers_finding()["loading_info"]
+    # weights initialised at random: diverged even when the outputs happen to agree
+    verdict, summary = raw_verdict(transformers_finding(loading_info=dict(info, missing_keys=["lm_head.weight"])), RECIPE)
+    assert verdict == "diverged" and "initialised at random" in summary
+    assert raw_verdict(transformers_finding(loading_info=dict(info, mismatched_keys=["w"])), RECIPE)[0] == \
+        "incompatible"
+    # a tied weight tied again, a buffer computed by the constructor: the outputs judge them
+    for harmless in (dict(info, restored_keys=["lm_head.weight"]), dict(info, missing_buffers=["inv_freq"])):
+        assert raw_verdict(transformers_finding(loading_info=harmless), RECIPE)[0] == "identical"
+
+
+def test_another_attention_implementation_that_moves_the_outputs_is_not_equivalent():
+    moved = {"producer": {"dtype": "float32", "attention": "eager"},
+             "consumer": {"dtype": "float32", "attention": "sdpa"}}
+    verdict, summary = raw_verdict(transformers_finding(loaded_as=moved, outputs={"logits": stats(1e-7)}), RECIPE)
+    assert verdict == "diverged" and "attention eager -> sdpa" in summary
+    same_bits = raw_verdict(transformers_finding(loaded_as=moved), RECIPE)
+    assert same_bits[0] == "identical" and "loaded differently, outputs bitwise equal" in same_bits[1]
+    dtype = {"producer": {"dtype": "float32", "attention": "sdpa"}, "consumer": {"dtype": "bfloat16", "attention": "sdpa"}}
+    assert raw_verdict(transformers_finding(loaded_as=dtype, outputs={"logits": stats(1e-6)}), RECIPE)[0] == "diverged"

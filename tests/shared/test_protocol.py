@@ -23,7 +23,8 @@ def test_every_kind_of_the_environment_side_has_a_judge_on_the_host():
         for node in ast.walk(ast.parse(module.read_text())):
             if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["kind"]:
                 declared.add(node.value.value)
-    assert declared == set(KINDS) == {"state-dict", "pretrained", "adapter", "probe", "converter", "file"}
+    assert declared == set(KINDS) == {"state-dict", "pretrained", "adapter", "probe", "converter", "file",
+                                           "transformers"}
 
 
 @pytest.mark.parametrize("finding", [

@@ -40,30 +40,40 @@ class PretrainedRecipe(Recipe):
         self._make, self._load = make, load
 
     def produce(self, folder: Path, checkpoint: str | None) -> Produced:
-        model = building("build the model", self._make, self.config)
-        fill_parameters(model)
-        model.eval()
-        inputs = self.inputs()
-        outputs = self.forward(model, inputs)
-        model.save_pretrained(str(folder / "model"), **safe_serialization(model.save_pretrained))
-        if not list((folder / "model").glob("*.safetensors")):
-            raise NotApplicable("this release saves models only as pickles; compat does not load pickles")
-        return Produced(artifact.key_layout(model.state_dict()), inputs, outputs)
+        return save_filled(self, building("build the model", self._make, self.config), folder)
 
     def consume(self, folder: Path, manifest: dict, finding: dict, rule: dict | None) -> None:
         building("build the model", self._make, self.config)  # a release without the class is not-applicable
         inputs = stored_inputs(folder)
         model = load_evidence(finding, lambda: self._load(str(folder / "model")))
         fresh_memory(model)
-        state = model.state_dict()
-        finding["keys"] = compare.diff_keys(artifact.without_digests(manifest["keys"]),
-                                            artifact.key_layout(state, with_digest=False))
-        finding["tensors_changed_on_load"] = sorted(
-            key for key, entry in manifest["keys"].items()
-            if key in state and artifact.tensor_digest(state[key].contiguous()) != entry["digest"])
-        model.eval()
-        expected = artifact.read_tensors(folder, "outputs")
-        finding["outputs"] = output_evidence(expected, forward_evidence(finding, lambda: self.forward(model, inputs)))
+        compare_loaded(self, finding, folder, manifest, model, inputs, model.state_dict())
+
+
+def save_filled(recipe: Recipe, model: torch.nn.Module, folder: Path, fields: dict | None = None) -> Produced:
+    """Fill ``model`` by parameter name, run it, and save it with its library's own ``save_pretrained``."""
+    fill_parameters(model)
+    model.eval()
+    inputs = recipe.inputs()
+    outputs = recipe.forward(model, inputs)
+    model.save_pretrained(str(folder / "model"), **safe_serialization(model.save_pretrained))
+    if not list((folder / "model").glob("*.safetensors")):
+        raise NotApplicable("this release saves models only as pickles; compat does not load pickles")
+    return Produced(artifact.key_layout(model.state_dict()), inputs, outputs, fields or {})
+
+
+def compare_loaded(recipe: Recipe, finding: dict, folder: Path, manifest: dict, model: torch.nn.Module,
+                   inputs: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """What a library's own loader made of a saved folder: the keys saved against the keys loaded (it may rename
+    them), the tensors whose bytes changed, and the outputs."""
+    finding["keys"] = compare.diff_keys(artifact.without_digests(manifest["keys"]),
+                                        artifact.key_layout(state, with_digest=False))
+    finding["tensors_changed_on_load"] = sorted(
+        key for key, entry in manifest["keys"].items()
+        if key in state and artifact.tensor_digest(state[key].contiguous()) != entry["digest"])
+    model.eval()
+    expected = artifact.read_tensors(folder, "outputs")
+    finding["outputs"] = output_evidence(expected, forward_evidence(finding, lambda: recipe.forward(model, inputs)))
 
 
 @torch.no_grad()
