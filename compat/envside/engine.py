@@ -19,6 +19,7 @@ import torch
 
 from compat.envside import artifact
 from compat.envside.capture import captured
+from compat.envside.compare import output_stats
 
 INPUT_SEED, RUN_SEED = 1234, 0
 
@@ -143,8 +144,6 @@ def forward_evidence(finding: dict, run: Callable):
 
 
 def output_evidence(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]) -> dict:
-    from compat.envside.compare import output_stats
-
     return {name: output_stats(tensor, actual[name]) if name in actual else {"missing": True}
             for name, tensor in expected.items()}
 

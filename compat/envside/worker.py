@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from compat.shared.protocol import COMMANDS, EVENTS
+
 
 def _protocol_stream():
     stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
@@ -32,6 +34,7 @@ PROTOCOL = _protocol_stream()
 
 
 def send(event: str, **fields) -> None:
+    assert event in EVENTS, event  # the protocol's events, compat/shared/protocol.py
     PROTOCOL.write(json.dumps(dict(fields, event=event)) + "\n")
     PROTOCOL.flush()
 
@@ -78,7 +81,9 @@ def serve(command: dict, recipes_for) -> None:
                     "error", f"{command['fixtures']} has no recipe {name!r} (it has: {', '.join(available)})")
             print(f"compat-worker: produced {folder}: {manifest['status']}", file=sys.stderr, flush=True)
             send("produced", recipe=name, status=manifest["status"], seconds=time.perf_counter() - started)
-    elif command["cmd"] == "consume":
+    elif command["cmd"] != "consume":
+        raise ValueError(f"unknown command {command['cmd']!r}: the protocol has {', '.join(COMMANDS)}")
+    else:
         for cell in command["cells"]:
             started = time.perf_counter()
             recipe = available.get(cell["recipe"])

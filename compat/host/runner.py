@@ -110,14 +110,13 @@ class Run:
     # -- where things live --------------------------------------------------------------------------------------
     @functools.lru_cache(maxsize=None)  # noqa: B019 - one Run per plan; the cache lives as long as it does
     def artifact_dir(self, library: str, version: str, recipe: str) -> Path:
-        return self.store.artifact(library, version, recipe, self.env_keys[(library, version)], self.code[library],
-                                   recipe)
+        return self.store.artifact(library, version, recipe, self.env_keys[(library, version)], self.code[library])
 
     @functools.lru_cache(maxsize=None)  # noqa: B019
     def result_path(self, cell: Cell) -> Path:
         artifact = self.artifact_dir(cell.library, cell.producer, cell.recipe)
         rule = rule_text(self.rule_for(cell))
-        return self.store.result(cell.library, cell.recipe, self.env_keys[(cell.library, cell.consumer)], artifact.name,
+        return self.store.result(cell.library, cell.recipe, self.env_keys[(cell.library, cell.consumer)], artifact,
                                  self.code[cell.library], rule)
 
     def rule_for(self, cell: Cell) -> dict | None:

@@ -51,9 +51,9 @@ class Store:
     def env(self, key: str) -> Path:
         return self.root / "envs" / key
 
-    def artifact(self, library: str, version: str, recipe: str, *parts: str) -> Path:
-        """``parts`` (environment key, code hash) decide the artifact's key."""
-        key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+    def artifact(self, library: str, version: str, recipe: str, env_key: str, code: str) -> Path:
+        """The producer's environment and the recipe code decide the artifact's key."""
+        key = hashlib.sha256(f"{env_key}|{code}|{recipe}".encode()).hexdigest()[:20]
         return Path(os.path.join(self.root, "artifacts", library, version, recipe, key))
 
     def producing_lock(self, library: str, version: str) -> Path:
@@ -62,9 +62,9 @@ class Store:
     def results(self) -> Path:
         return self.root / "results"
 
-    def result(self, library: str, recipe: str, *parts: str) -> Path:
-        """``parts`` (the consumer's environment, code hash, producer's artifact, rule) decide the result's key."""
-        key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+    def result(self, library: str, recipe: str, env_key: str, artifact: Path, code: str, rule: str) -> Path:
+        """The consumer's environment, the producer's artifact, the recipe code and the rule decide the result's key."""
+        key = hashlib.sha256(f"{env_key}|{artifact.name}|{code}|{rule}".encode()).hexdigest()[:24]
         return Path(os.path.join(self.root, "results", library, recipe, f"{key}.json"))
 
     def log(self, library: str, version: str) -> Path:

@@ -9,9 +9,9 @@ from compat.host.store import Store, rule_text
 
 def test_the_layout(tmp_path):
     store = Store(tmp_path)
-    artifact = store.artifact("lib", "1.0", "recipe", "env", "code", "recipe")
+    artifact = store.artifact("lib", "1.0", "recipe", "env", "code")
     assert artifact.parent == tmp_path / "artifacts" / "lib" / "1.0" / "recipe" and len(artifact.name) == 20
-    result = store.result("lib", "recipe", "env", artifact.name, "code", "")
+    result = store.result("lib", "recipe", "env", artifact, "code", "")
     assert result.parent == store.results() / "lib" / "recipe" and result.suffix == ".json"
     assert store.env("k") == tmp_path / "envs" / "k" and store.base("k") == tmp_path / "base" / "k"
     assert store.log("lib", "1.0").parent == tmp_path / "logs"
@@ -21,12 +21,12 @@ def test_the_layout(tmp_path):
 
 def test_keys_follow_their_parts(tmp_path):
     store = Store(tmp_path)
-    one = store.artifact("lib", "1.0", "r", "env", "code", "r")
-    assert store.artifact("lib", "1.0", "r", "env", "code", "r") == one
-    assert store.artifact("lib", "1.0", "r", "env", "code2", "r") != one  # recipe code changed
-    assert store.artifact("lib", "1.0", "r", "env2", "code", "r") != one  # environment changed
-    plain = store.result("lib", "r", "env", one.name, "code", "")
-    ruled = store.result("lib", "r", "env", one.name, "code", rule_text({"rename": {"a": "b"}}))
+    one = store.artifact("lib", "1.0", "r", "env", "code")
+    assert store.artifact("lib", "1.0", "r", "env", "code") == one
+    assert store.artifact("lib", "1.0", "r", "env", "code2") != one  # recipe code changed
+    assert store.artifact("lib", "1.0", "r", "env2", "code") != one  # environment changed
+    plain = store.result("lib", "r", "env", one, "code", "")
+    ruled = store.result("lib", "r", "env", one, "code", rule_text({"rename": {"a": "b"}}))
     assert plain != ruled
 
 
