@@ -17,6 +17,7 @@ from compat import PACKAGE_ROOT
 from compat.host.bisect import change_points
 from compat.host.environments import EnvironmentBuilder
 from compat.host.history import changes, load_report
+from compat.host.locate import describe, find_cache, find_matrix
 from compat.host.matrix import Matrix, VersionSelector, parse_selector
 from compat.host.matrix_file import load_matrix
 from compat.host.pipconfig import read_index_settings
@@ -59,8 +60,12 @@ class Session:
 def prepare(matrix_path: Path | str | None = None, cache_dir: Path | None = None,
             select: list[str] | None = None, shard: tuple[int, int] | None = None,
             options: RunOptions | None = None) -> Session:
-    cache_dir = (cache_dir or default_cache_dir()).resolve()
-    matrix = load_matrix(matrix_path)
+    matrix_choice = find_matrix(matrix_path)
+    cache_choice = find_cache(matrix_choice.path, cache_dir)
+    options = options or RunOptions()
+    options.progress(describe(matrix_choice, cache_choice))
+    cache_dir = cache_choice.path
+    matrix = load_matrix(matrix_choice.path)
     index = read_index_settings()
     plan = make_plan(matrix, cache_dir, index, select, shard)
     builder = EnvironmentBuilder(cache_dir, index)
@@ -71,7 +76,8 @@ def survey(library_name: str, spec: str | None, matrix_path: Path | str | None =
            cache_dir: Path | None = None, grid: int = 16, options: RunOptions | None = None,
            ) -> tuple[list[ChangePoint], int, list[str]]:
     """Change points of a library's layout/outputs across the releases in ``spec`` (default: all stable ones)."""
-    cache_dir = (cache_dir or default_cache_dir()).resolve()
+    matrix_path = find_matrix(matrix_path).path
+    cache_dir = (cache_dir or default_cache_dir(matrix_path)).resolve()
     matrix = load_matrix(matrix_path)
     library = library_named(matrix, library_name)
     index = read_index_settings()
@@ -115,7 +121,8 @@ def bisect(library_name: str | None, recipe: str | None, good: str | None, bad: 
            checkpoint: UserCheckpoint | None = None) -> Bisection:
     """Every release from ``good`` up to ``bad`` where a checkpoint saved with ``good`` (the recipe's, or the user's
     own ``checkpoint``) is read with another verdict than by the release before it."""
-    cache_dir = (cache_dir or default_cache_dir()).resolve()
+    matrix_path = find_matrix(matrix_path).path
+    cache_dir = (cache_dir or default_cache_dir(matrix_path)).resolve()
     matrix = load_matrix(matrix_path)
     index = read_index_settings()
     if checkpoint is not None:
@@ -162,7 +169,8 @@ def check(checkpoint: UserCheckpoint, against: list[str], matrix_path: Path | st
           cache_dir: Path | None = None, options: RunOptions | None = None) -> tuple[Run, list[CellResult]]:
     """Load a user's own checkpoint in each release that ``against`` names (versions, ``latest``, ranges), against
     its outputs in the release it was saved with."""
-    cache_dir = (cache_dir or default_cache_dir()).resolve()
+    matrix_path = find_matrix(matrix_path).path
+    cache_dir = (cache_dir or default_cache_dir(matrix_path)).resolve()
     library, matrix, recipe, user = user_library(load_matrix(matrix_path), checkpoint)
     index = read_index_settings()
     releases = fetch_releases(library.package, index.index_url, cache_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from compat.host.locate import CACHE_HELP, MATRIX_HELP
 from compat.host.plan import parse_shard
 from compat.shared.errors import CompatError
 
@@ -20,9 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compat", description="Cross-release checkpoint compatibility matrix.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the matrix and write the report")
-    run.add_argument("--matrix", help="matrix file (default: the project's matrix.yaml)")
+    run.add_argument("--matrix", help=MATRIX_HELP)
     run.add_argument("--out", default="report", help="report folder (default: report/)")
-    run.add_argument("--cache-dir", type=Path, help="cache folder (default: $COMPAT_CACHE_DIR or .compat/)")
+    run.add_argument("--cache-dir", type=Path, help=CACHE_HELP)
     run.add_argument("-k", dest="select", action="append", help="only cells whose id matches (glob or text)")
     run.add_argument("--shard", type=_shard, help="run shard i of n (consumer environments split round-robin)")
     run.add_argument("--baseline", type=Path, help="a previous report.json: lead the report with what changed")

@@ -15,11 +15,11 @@ import pytest
 
 from compat.api import Session, prepare, report_for
 from compat.host.history import load_report
-from compat.host.matrix_file import default_matrix_path
+from compat.host.locate import CACHE_HELP, MATRIX_HELP, find_matrix
 from compat.host.plan import parse_shard
 from compat.host.report import write_report
 from compat.host.runner import CellResult, RunOptions
-from compat.host.store import default_cache_dir, file_lock
+from compat.host.store import file_lock
 from compat.host.verdicts import BAD, GOOD
 from compat.shared.errors import CompatError
 
@@ -30,8 +30,8 @@ RAN = pytest.StashKey[list]()  # ids of the cells whose tests ran in this proces
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("compat", "compat compatibility matrix")
-    group.addoption("--compat-matrix", help="matrix file to collect (default: the project's matrix.yaml)")
-    group.addoption("--compat-cache-dir", help="cache folder (default: $COMPAT_CACHE_DIR or .compat/)")
+    group.addoption("--compat-matrix", help=MATRIX_HELP)
+    group.addoption("--compat-cache-dir", help=CACHE_HELP)
     group.addoption("--compat-report", help="write report.json/report.md/index.html for the cells run here")
     group.addoption("--compat-jobs", type=int, default=2, help="workers busy at once")
     group.addoption("--compat-timeout", type=float, help="seconds a worker may go without progress")
@@ -41,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _matrix_path(config: pytest.Config) -> Path:
     option = config.getoption("compat_matrix")
-    return Path(option).resolve() if option else default_matrix_path()
+    return Path(option).resolve() if option else find_matrix(start=config.invocation_params.dir).path
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which sends the options to its workers
@@ -51,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if option:
         chosen = Path(option).resolve()
         config.option.compat_matrix = str(chosen)  # absolute, so that xdist workers find the same file
-        default = default_matrix_path()
+        default = find_matrix(start=config.invocation_params.dir).path
         config.args[:] = [a for a in config.args if Path(a.split("::")[0]).resolve() != default]
         if not any(Path(a.split("::")[0]).resolve() == chosen for a in config.args):
             config.args.append(str(chosen))
@@ -81,7 +81,7 @@ class MatrixFile(pytest.File):
         cache = config.getoption("compat_cache_dir")
         try:
             shard = config.getoption("compat_shard")
-            session = prepare(self.path, Path(cache) if cache else default_cache_dir(),
+            session = prepare(self.path, Path(cache) if cache else None,
                               shard=parse_shard(shard) if shard else None,
                               options=RunOptions(jobs=config.getoption("compat_jobs"),
                                                  timeout=config.getoption("compat_timeout")))

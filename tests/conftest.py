@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from compat.host.locate import SHIPPED_MATRIX, find_cache
 
 PROJECT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
-    return Path(os.environ.get("COMPAT_CACHE_DIR") or PROJECT / ".compat").resolve()
+    """The default matrix's cache (``COMPAT_CACHE_DIR``, else the user's cache folder), shared with its cells."""
+    return find_cache(SHIPPED_MATRIX).path
 
 
 @pytest.fixture
@@ -21,7 +23,8 @@ def write_matrix(tmp_path):
 
     def write(text: str, name: str = "matrix.yaml") -> Path:
         path = tmp_path / name
-        path.write_text(text.replace("@FIXTURES@", str(PROJECT / "fixtures")).replace("@TESTS@", str(PROJECT / "tests")))
+        path.write_text(text.replace("@FIXTURES@", str(PROJECT / "compat" / "fixtures"))
+                        .replace("@TESTS@", str(PROJECT / "tests")))
         return path
 
     return write

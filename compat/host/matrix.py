@@ -14,7 +14,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from compat import SOURCE_ROOT
+from compat import PACKAGE_ROOT
 
 SAMPLES = ("all", "newest-patch-per-minor", "newest-per-major")
 UPSTREAM = ("documented", "undocumented")
@@ -22,7 +22,7 @@ DEFAULT_TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 DEFAULT_TIMEOUT = 900.0
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 IMPORT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-SHIPPED_FIXTURES = SOURCE_ROOT / "fixtures"  # the recipes compat ships, per library
+SHIPPED_FIXTURES = PACKAGE_ROOT / "fixtures"  # the recipes compat ships, per library
 
 
 @dataclass(frozen=True)

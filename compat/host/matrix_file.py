@@ -12,7 +12,6 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from compat import SOURCE_ROOT
 from compat.host.matrix import (
     DEFAULT_TIMEOUT,
     DEFAULT_TOLERANCE,
@@ -36,7 +35,10 @@ from compat.shared.errors import CompatError, MatrixError
 
 
 def default_matrix_path() -> Path:
-    return SOURCE_ROOT / "matrix.yaml"
+    """The matrix found from the working directory, else the shipped default (see ``locate``)."""
+    from compat.host.locate import find_matrix
+
+    return find_matrix().path
 
 
 def load_matrix(path: Path | str | None = None) -> Matrix:

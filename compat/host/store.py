@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def default_cache_dir() -> Path:
-    """``COMPAT_CACHE_DIR``, or ``.compat/`` inside the project."""
-    from compat.host.matrix_file import default_matrix_path
+def default_cache_dir(matrix: Path | None = None) -> Path:
+    """The cache for a run of ``matrix`` (default: the one found from the working directory): see ``locate``."""
+    from compat.host.locate import find_cache
 
-    return Path(os.environ.get("COMPAT_CACHE_DIR") or default_matrix_path().parent / ".compat").resolve()
+    return find_cache(matrix).path
 
 
 @dataclass(frozen=True)

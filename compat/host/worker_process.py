@@ -6,17 +6,35 @@ tail of its stderr log; the process group is killed so nothing it started outliv
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
 import resource
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from compat import SOURCE_ROOT
+from compat import PACKAGE_ROOT
+
+
+def worker_pythonpath() -> Path:
+    """A folder that holds only ``compat`` (a link to this package), for a worker's ``PYTHONPATH``.
+
+    The package's parent folder will not do: in an installed compat it is the host's site-packages, and putting it on
+    a release environment's path would let the host's torch or library shadow the release's own."""
+    folder = Path(tempfile.gettempdir()) / f"compat-path-{hashlib.sha256(str(PACKAGE_ROOT).encode()).hexdigest()[:12]}"
+    link = folder / "compat"
+    if not link.is_symlink() or link.resolve() != PACKAGE_ROOT:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = folder / f".compat-{os.getpid()}-{threading.get_ident()}"
+        staging.unlink(missing_ok=True)
+        staging.symlink_to(PACKAGE_ROOT, target_is_directory=True)
+        os.replace(staging, link)  # atomic: parallel runs never see a half-made link
+    return folder
 
 
 class WorkerFailure(Exception):
@@ -34,7 +52,7 @@ class WorkerProcess:
         self.idle_mb = 0.0  # memory this worker holds while it waits, idle, for the other producers
         environment = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL"))}
         environment.update({
-            "PYTHONPATH": str(SOURCE_ROOT), "PYTHONNOUSERSITE": "1", "COMPAT_IMPORT": import_name,
+            "PYTHONPATH": str(worker_pythonpath()), "PYTHONNOUSERSITE": "1", "COMPAT_IMPORT": import_name,
             "COMPAT_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false"})

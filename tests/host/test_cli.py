@@ -15,7 +15,7 @@ def compat(*args, cwd=None):
 def decoder_matrix(versions: list[str]) -> str:
     """A small x-transformers matrix of real releases, decoder recipe only."""
     return ("libraries:\n  x-transformers:\n    import: x_transformers\n"
-            f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+            f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
             f"    versions: {versions!r}\n    recipes: [decoder]\n")
 
 
@@ -40,7 +40,7 @@ def test_run_writes_the_three_reports(tmp_path, cache_dir):
 def test_a_bad_matrix_exits_2_with_one_clear_message(tmp_path):
     matrix = tmp_path / "m.yaml"
     matrix.write_text("libraries:\n  x-transformers:\n    import: x_transformers\n    versions: [0.30.0, 0.0.99]\n"
-                      f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n    recipes: [decoder]\n")
+                      f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n    recipes: [decoder]\n")
     result = compat("run", "--matrix", str(matrix), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert f"{matrix}:4: version 0.0.99 does not exist on the registry" in result.stderr

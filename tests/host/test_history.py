@@ -69,7 +69,7 @@ def compat(*args):
 def write(tmp_path: Path, name: str, versions: list[str], extra: str = "") -> Path:
     path = tmp_path / name
     path.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
-                    f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+                    f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
                     f"    versions: {versions}\n    recipes:\n      glu-qknorm: {{{extra}}}\n")
     return path
 

@@ -17,7 +17,7 @@ PROJECT = Path(__file__).resolve().parent.parent.parent
 
 def test_a_dropped_adapter_is_diverged_not_applied_and_drift_is_caught(tmp_path, cache_dir):
     fixtures = tmp_path / "peft.py"
-    fixtures.write_text((PROJECT / "fixtures" / "peft.py").read_text() + f"\n# {tmp_path}\n")  # fresh cells
+    fixtures.write_text((PROJECT / "compat" / "fixtures" / "peft.py").read_text() + f"\n# {tmp_path}\n")  # fresh cells
     matrix = tmp_path / "m.yaml"
     matrix.write_text(f"libraries:\n  peft:\n    import: peft\n    fixtures: {fixtures}\n"
                       "    versions: ['0.15.2', '0.17.1', '0.18.0', '0.21.2']\n"

@@ -41,7 +41,7 @@ def train(version: str, path: Path, config: dict, cache_dir: Path) -> Path:
     """A model 'trained' with a real x-transformers release, in that release's own environment."""
     matrix = path.parent / "m.yaml"
     matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
-                      f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+                      f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
                       f"    versions: ['{version}']\n    recipes: [decoder]\n")
     session = prepare(matrix, cache_dir)
     environment = session.run.builder.build(session.plan.envs[("x-transformers", version)].request)

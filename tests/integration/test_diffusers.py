@@ -64,7 +64,7 @@ def test_cogview4_probes_report_what_each_pipeline_does(tmp_path, cache_dir):
 
 def test_a_probe_has_one_cell_per_release(write_matrix, cache_dir):
     matrix = write_matrix(
-        f"libraries:\n  diffusers:\n    import: diffusers\n    fixtures: {PROJECT / 'fixtures' / 'diffusers.py'}\n"
+        f"libraries:\n  diffusers:\n    import: diffusers\n    fixtures: {PROJECT / 'compat' / 'fixtures' / 'diffusers.py'}\n"
         "    versions: ['0.30.0', '0.31.0']\n    recipes: {unet: {}, cogview4-embeddings: {probe: true}}\n")
     cells = [c.id for c in prepare(matrix, cache_dir).plan.cells]
     assert sorted(c for c in cells if "cogview4" in c) == ["diffusers/cogview4-embeddings/0.30.0->0.30.0",
@@ -75,7 +75,7 @@ def test_a_probe_has_one_cell_per_release(write_matrix, cache_dir):
 def test_lora_weights_cross_load_between_releases(tmp_path, cache_dir):
     """LoRA saved by 0.24.0 (TextDiffuser-2's pin) loads with load_lora_weights in the newest release, and applies."""
     fixtures = tmp_path / "diffusers_fixtures.py"
-    fixtures.write_text((PROJECT / "fixtures" / "diffusers.py").read_text() + f"\n# {tmp_path}\n")
+    fixtures.write_text((PROJECT / "compat" / "fixtures" / "diffusers.py").read_text() + f"\n# {tmp_path}\n")
     matrix = tmp_path / "m.yaml"
     matrix.write_text(f"libraries:\n  diffusers-peft:\n    package: diffusers\n    import: diffusers\n"
                       f"    fixtures: {fixtures}\n    versions: ['0.24.0', '0.42.1']\n    recipes: [unet-lora]\n"

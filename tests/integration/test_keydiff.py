@@ -25,7 +25,7 @@ save_file({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[2
 def test_inference_rediscovers_the_feed_forward_rename_and_converts_exactly(tmp_path, cache_dir):
     matrix = tmp_path / "m.yaml"
     matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
-                      f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+                      f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
                       "    versions: ['0.30.0', '0.33.0']\n    recipes: [decoder]\n")
     session = prepare(matrix, cache_dir)
     session.run.execute()  # makes the 0.30.0 artifact

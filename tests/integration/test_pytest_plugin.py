@@ -55,7 +55,7 @@ def test_known_breaks_xfail_and_stale_ones_fail(run, tmp_path):
 
 
 def test_an_incompatible_cell_fails_with_its_evidence_and_a_known_break_is_xfail(run, tmp_path, cache_dir):
-    fixtures = PROJECT / "fixtures" / "x_transformers.py"
+    fixtures = PROJECT / "compat" / "fixtures" / "x_transformers.py"
     path = tmp_path / "m.yaml"
     path.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n    fixtures: {fixtures}\n"
                     "    versions: ['0.30.0', '0.33.0']\n    recipes: [decoder]\n    known_breaks:\n"
@@ -72,7 +72,7 @@ def test_an_incompatible_cell_fails_with_its_evidence_and_a_known_break_is_xfail
 def test_a_bad_matrix_is_one_collection_error(run, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("libraries:\n  x-transformers:\n    import: x_transformers\n    versions: ['99.0.0']\n"
-                    f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n    recipes: [decoder]\n")
+                    f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n    recipes: [decoder]\n")
     result = run(path)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*{path}:4: version 99.0.0 does not exist on the registry*"])
@@ -100,7 +100,7 @@ def test_xdist_runs_every_environment_once(run, tmp_path, cache_dir):
 def test_an_error_cell_is_a_test_error(run, tmp_path):
     path = tmp_path / "m.yaml"
     path.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
-                    f"    fixtures: {PROJECT / 'fixtures' / 'x_transformers.py'}\n"
+                    f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
                     "    versions: ['0.30.0']\n    recipes: [decoder]\n"
                     "    pins: [{versions: '==0.30.0', requirements: ['einops==0.0.0'], why: impossible on purpose}]\n")
     result = run(path)

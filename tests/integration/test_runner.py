@@ -45,7 +45,7 @@ def run_matrix(path: Path, cache_dir: Path, **options):
 def three_releases(tmp_path_factory, cache_dir):
     folder = tmp_path_factory.mktemp("three")
     path = folder / "matrix.yaml"
-    path.write_text(matrix_text(PROJECT / "fixtures" / "x_transformers.py", ["decoder", "glu-qknorm"]))
+    path.write_text(matrix_text(PROJECT / "compat" / "fixtures" / "x_transformers.py", ["decoder", "glu-qknorm"]))
     return run_matrix(path, cache_dir)
 
 
@@ -169,7 +169,7 @@ def test_an_environment_that_cannot_build_is_an_error_cell_and_the_rest_runs(tmp
     extra = ("    pins:\n      - versions: '==0.30.0'\n        requirements: ['einops==0.0.0']\n"
              "        why: impossible on purpose\n")
     path = tmp_path / "matrix.yaml"
-    path.write_text(matrix_text(PROJECT / "fixtures" / "x_transformers.py", ["decoder"],
+    path.write_text(matrix_text(PROJECT / "compat" / "fixtures" / "x_transformers.py", ["decoder"],
                                 versions=["0.29.2", "0.30.0"], extra=extra))
     _, results = run_matrix(path, cache_dir)
     broken = results["x-transformers/decoder/0.30.0->0.29.2"]
@@ -179,7 +179,7 @@ def test_an_environment_that_cannot_build_is_an_error_cell_and_the_rest_runs(tmp
 
 
 def test_an_interrupted_run_resumes_without_redoing_finished_environments(tmp_path, cache_dir):
-    fixtures = fresh_fixtures(tmp_path, PROJECT / "fixtures" / "x_transformers.py")
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
     path = tmp_path / "matrix.yaml"
     path.write_text(matrix_text(fixtures, ["decoder", "rmsnorm"]))
     environment = dict(os.environ, COMPAT_CACHE_DIR=str(cache_dir))
@@ -242,7 +242,7 @@ def test_loading_by_hand_agrees_with_the_verdict(three_releases, recipe, extra, 
 def test_a_matrix_rule_converts_and_its_constructor_arguments_reach_the_consumer(tmp_path, cache_dir):
     """net -> ff is a rule in matrix.yaml: the cell is `converted`; the same rename with a consumer argument that
     builds a different model (longer positional table) proves the argument is applied on the consuming side."""
-    fixtures = fresh_fixtures(tmp_path, PROJECT / "fixtures" / "x_transformers.py")
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
     rename = "{rename_patterns: [{pattern: '\\.net\\.', replacement: '.ff.'}]"
     rules = ("    rules:\n"
              f"      - {{producers: '==0.30.0', consumers: '==0.33.0', recipes: [decoder], why: renamed,\n"

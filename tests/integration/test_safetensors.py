@@ -11,7 +11,7 @@ PROJECT = Path(__file__).resolve().parent.parent.parent
 MATRIX = f"""libraries:
   safetensors:
     import: safetensors.torch
-    fixtures: {PROJECT / "fixtures" / "safetensors.py"}
+    fixtures: {PROJECT / "compat" / "fixtures" / "safetensors.py"}
     versions: [0.4.1, 0.4.2, 0.4.3, 0.4.4]
     recipes:
       torch-f8_e4m3: {{}}

@@ -11,7 +11,7 @@ PROJECT = Path(__file__).resolve().parent.parent.parent
 MATRIX = f"""libraries:
   transformers:
     import: transformers
-    fixtures: {PROJECT / "fixtures" / "transformers.py"}
+    fixtures: {PROJECT / "compat" / "fixtures" / "transformers.py"}
     versions: [4.57.6, 5.24.0]
     recipes: [vit, t5, llama]
 """
