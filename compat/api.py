@@ -24,6 +24,7 @@ from compat.host.pipconfig import read_index_settings
 from compat.host.plan import Cell, Plan, library_named, make_plan, plan_for
 from compat.host.registry import fetch_releases, select, upload_time
 from compat.host.report import build_report, counts, write_report
+from compat.host.report.reading import lead_sentence, unreleased_lead
 from compat.host.runner import CellResult, Run, RunOptions
 from compat.host.store import default_cache_dir
 from compat.host.survey import ChangePoint, find_changes, signature
@@ -59,7 +60,9 @@ class Session:
 
 def prepare(matrix_path: Path | str | None = None, cache_dir: Path | None = None,
             select: list[str] | None = None, shard: tuple[int, int] | None = None,
-            options: RunOptions | None = None) -> Session:
+            options: RunOptions | None = None, unreleased: bool = False, artifacts: Path | None = None) -> Session:
+    """Find the matrix and cache, resolve the plan (building unreleased versions' wheels) and set up the run.
+    ``unreleased`` keeps the cells unreleased versions read; ``artifacts`` is a store of release artifacts."""
     matrix_choice = find_matrix(matrix_path)
     cache_choice = find_cache(matrix_choice.path, cache_dir)
     options = options or RunOptions()
@@ -67,9 +70,9 @@ def prepare(matrix_path: Path | str | None = None, cache_dir: Path | None = None
     cache_dir = cache_choice.path
     matrix = load_matrix(matrix_choice.path)
     index = read_index_settings()
-    plan = make_plan(matrix, cache_dir, index, select, shard)
+    plan = make_plan(matrix, cache_dir, index, select, shard, unreleased)
     builder = EnvironmentBuilder(cache_dir, index)
-    return Session(matrix, plan, Run(plan, builder, cache_dir, options), cache_dir, shard)
+    return Session(matrix, plan, Run(plan, builder, cache_dir, options, artifacts=artifacts), cache_dir, shard)
 
 
 def survey(library_name: str, spec: str | None, matrix_path: Path | str | None = None,
@@ -249,6 +252,7 @@ class RunOutcome:
     red: int
     folder: Path
     unchanged: bool = False
+    lead: list[str] = dataclasses.field(default_factory=list)  # what unreleased versions break, first
 
 
 REPORT_KEY = ".compat-report-key.json"
@@ -263,17 +267,20 @@ def run_and_report(session: Session, out: Path, baseline_path: Path | None = Non
     try:
         previous = json.loads(memo.read_text())
         if previous["key"] == key and (out / "report.json").is_file():
-            return RunOutcome(previous["counts"], previous["red"], out, unchanged=True)
+            return RunOutcome(previous["counts"], previous["red"], out, True, previous.get("lead", []))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     baseline = load_report(baseline_path) if baseline_path else None
     results = session.run.execute()
-    write_report(report_for(session, results, baseline), out)
-    cells = [r.to_json() for r in results]
-    outcome = RunOutcome(counts(cells), sum(1 for r in results if r.verdict in RED or r.stale_known_break), out)
+    report = report_for(session, results, baseline)
+    write_report(report, out)
+    cells = report["cells"]
+    lead = [lead_sentence(entry) for entry in unreleased_lead(cells, report["environments"])]
+    outcome = RunOutcome(counts(cells), sum(1 for r in results if r.verdict in RED or r.stale_known_break), out,
+                         lead=lead)
     complete = all(r.verdict != "error" for r in results)  # errors are retried, so such a report is not reused
     if complete:
-        memo.write_text(json.dumps({"key": key, "counts": outcome.counts, "red": outcome.red}))
+        memo.write_text(json.dumps({"key": key, "counts": outcome.counts, "red": outcome.red, "lead": lead}))
     else:
         memo.unlink(missing_ok=True)
     return outcome

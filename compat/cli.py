@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
-                                     memory_mb=args.worker_memory))
+                                     memory_mb=args.worker_memory), args.unreleased, args.artifacts)
         outcome = run_and_report(session, Path(args.out), args.baseline)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
@@ -45,6 +45,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("compat: interrupted; finished cells are cached and the next run resumes from them", file=sys.stderr)
         return 130
+    for line in outcome.lead:
+        print(f"compat: {line}")
     print(f"compat: {sum(outcome.counts.values())} cells: " + ", ".join(f"{k} {v}" for k, v in outcome.counts.items()))
     if outcome.unchanged:
         print(f"compat: nothing changed since the report in {outcome.folder}/ was written; it stands")

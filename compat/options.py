@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="report", help="report folder (default: report/)")
     run.add_argument("--cache-dir", type=Path, help=CACHE_HELP)
     run.add_argument("-k", dest="select", action="append", help="only cells whose id matches (glob or text)")
+    run.add_argument("--unreleased", action="store_true",
+                     help="only the cells unreleased versions (path, git, wheel, sdist entries) read: a pull request's "
+                          "check of the new code against every release's checkpoints")
+    run.add_argument("--artifacts", type=Path, help="a store of release artifacts (a folder CI caches or a "
+                     "repository commits): releases' artifacts are read from it instead of building their "
+                     "environments, and those made in this run are added to it")
     run.add_argument("--shard", type=_shard, help="run shard i of n (consumer environments split round-robin)")
     run.add_argument("--baseline", type=Path, help="a previous report.json: lead the report with what changed")
     run.add_argument("--jobs", type=int, default=2, help="workers busy at once (default 2, measured best on 2 cores)")

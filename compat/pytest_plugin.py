@@ -35,6 +35,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--compat-report", help="write report.json/report.md/index.html for the cells run here")
     group.addoption("--compat-jobs", type=int, default=2, help="workers busy at once")
     group.addoption("--compat-timeout", type=float, help="seconds a worker may go without progress")
+    group.addoption("--compat-unreleased", action="store_true",
+                    help="only the cells unreleased versions (path, git, wheel, sdist entries) read")
+    group.addoption("--compat-artifacts", help="a store of release artifacts: read instead of building releases, "
+                    "and added to (see compat run --artifacts)")
     group.addoption("--compat-shard", help="run shard i/n of the matrix (consumer environments split round-robin)")
     group.addoption("--compat-baseline", help="a previous report.json; --compat-report then leads with the changes")
 
@@ -83,6 +87,9 @@ class MatrixFile(pytest.File):
             shard = config.getoption("compat_shard")
             session = prepare(self.path, Path(cache) if cache else None,
                               shard=parse_shard(shard) if shard else None,
+                              unreleased=config.getoption("compat_unreleased"),
+                              artifacts=Path(config.getoption("compat_artifacts")).resolve()
+                              if config.getoption("compat_artifacts") else None,
                               options=RunOptions(jobs=config.getoption("compat_jobs"),
                                                  timeout=config.getoption("compat_timeout")))
         except CompatError as exc:

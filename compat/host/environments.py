@@ -80,9 +80,13 @@ class EnvRequest:
     version: str
     pins: tuple[str, ...] = ()
     uploaded: str = ""  # ISO upload time of the release, for the dated strategy
+    wheel: str = ""  # an unreleased version: the wheel built from its source (``sources.py``)
+    digest: str = ""  # ... and its source's content hash
+    problem: str = ""  # ... or why it could not be built
 
     def requirements(self, torch_version: str) -> list[str]:
-        return [f"{self.package}=={self.version}", f"torch=={torch_version}", *HARNESS_EXTRAS, *self.pins]
+        package = f"{self.package} @ {Path(self.wheel).as_uri()}" if self.wheel else f"{self.package}=={self.version}"
+        return [package, f"torch=={torch_version}", *HARNESS_EXTRAS, *self.pins]
 
 
 @dataclass
@@ -119,7 +123,7 @@ class EnvironmentBuilder:
         self.cache_dir, self.index = cache_dir, index
         self.store = Store(Path(cache_dir))
         self.torch_version = torch_version or host_torch_version()
-        self.uv = uv or _find_uv()
+        self.uv = uv or find_uv()
         # the interpreter itself, not how it was spelled: `compat` runs bin/python3 and `python -m` runs bin/python,
         # symlinks to one interpreter, and must share one cache
         self.python = os.path.realpath(sys.executable)
@@ -133,8 +137,11 @@ class EnvironmentBuilder:
 
     def key(self, request: EnvRequest) -> str:
         """Content address of an environment: everything that decides what gets installed."""
-        return _digest({"base": self.base_key(), "package": canonicalize_name(request.package),
-                        "version": request.version, "pins": sorted(request.pins)})
+        identity = {"base": self.base_key(), "package": canonicalize_name(request.package),
+                    "version": request.version, "pins": sorted(request.pins)}
+        if request.digest:  # an unreleased version: rebuilt when its source changes, not otherwise
+            identity["source"] = request.digest
+        return _digest(identity)
 
     def cached(self, request: EnvRequest) -> Environment | None:
         key = self.key(request)
@@ -169,6 +176,8 @@ class EnvironmentBuilder:
 
     def build(self, request: EnvRequest) -> Environment:
         """The environment for ``request``, from the cache or built now. Raises EnvironmentBuildError."""
+        if request.problem:
+            raise EnvironmentBuildError(request.problem)
         cached = self.cached(request)
         if cached:
             return cached
@@ -188,7 +197,8 @@ class EnvironmentBuilder:
                                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                        capture_output=True, text=True, check=True).stdout.strip())
             (site / "_compat_harness.pth").write_text(base["site"] + "\n")
-            own = [f"{name}=={version}" for name, version in env.lock.items() if base["lock"].get(name) != version]
+            own = [f"{name} {version}" if version.startswith("@ ") else f"{name}=={version}"
+                   for name, version in env.lock.items() if base["lock"].get(name) != version]
             if own:
                 self._uv(["pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--no-deps",
                           "--compile-bytecode", *self.index.uv_args(), *own],
@@ -232,7 +242,10 @@ def _parse_lock(text: str) -> dict[str, str]:
     lock = {}
     for line in text.splitlines():
         line = line.split("#", 1)[0].split(";", 1)[0].strip()
-        if "==" in line and not line.startswith("-"):
+        if " @ " in line and not line.startswith("-"):  # a direct reference: an unreleased version's wheel
+            name, url = line.split(" @ ", 1)
+            lock[canonicalize_name(name)] = f"@ {url.strip()}"
+        elif "==" in line and not line.startswith("-"):
             name, version = line.split("==", 1)
             lock[canonicalize_name(name)] = version.strip()
     return lock
@@ -242,7 +255,7 @@ def _tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _find_uv() -> str:
+def find_uv() -> str:
     try:
         from uv import find_uv_bin
 

@@ -56,12 +56,16 @@ class RecipeSpec:
 
 @dataclass(frozen=True)
 class VersionSelector:
-    """``exact`` (a release), ``latest``, or ``range`` (a specifier set) with a ``sample`` rule."""
+    """A release: ``exact``, ``latest``, ``latest-pre`` (pre-releases too), or ``range`` (a specifier set, with a
+    ``sample`` rule; ``pre`` admits pre-releases). An unreleased version (``sources.py``): ``path`` (a source folder),
+    ``git`` (a repository URL or folder, at ``ref``), ``wheel`` or ``sdist`` (a file); ``value`` is absolute."""
 
     kind: str
     value: str
     sample: str = "all"
     where: str = ""
+    ref: str = ""
+    pre: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,11 +169,11 @@ class Matrix:
 
 def parse_selector(text: str, where: str = "") -> VersionSelector:
     """A version selector as the matrix and every command that takes versions write it: an exact release
-    (``0.28.4``), ``latest`` (the newest stable release) or a range (``>=1.0,<2``). ``ValueError`` says what is
-    expected."""
+    (``0.28.4``), ``latest`` (the newest stable release), ``latest-pre`` (the newest, pre-releases included) or a
+    range (``>=1.0,<2``). ``ValueError`` says what is expected."""
     text = text.strip()
-    if text == "latest":
-        return VersionSelector("latest", text, where=where)
+    if text in ("latest", "latest-pre"):
+        return VersionSelector(text, text, where=where)
     if text[:1] in ("<", ">", "=", "!", "~"):
         try:
             return VersionSelector("range", str(SpecifierSet(text)), "all", where)
@@ -178,5 +182,5 @@ def parse_selector(text: str, where: str = "") -> VersionSelector:
     try:
         return VersionSelector("exact", str(Version(text)), where=where)
     except InvalidVersion:
-        raise ValueError(f"expected a release version (e.g. '0.28.4'), 'latest' or a range (e.g. '>=1.0,<2'), "
-                         f"got {text!r}") from None
+        raise ValueError(f"expected a release version (e.g. '0.28.4'), 'latest', 'latest-pre' or a range "
+                         f"(e.g. '>=1.0,<2'), got {text!r}") from None

@@ -30,6 +30,7 @@ from compat.host.matrix import (
     VersionSelector,
     parse_selector,
 )
+from compat.host.sources import SOURCE_KINDS
 from compat.host.yamlsource import Located, load_located
 from compat.shared.errors import CompatError, MatrixError
 
@@ -197,14 +198,22 @@ class _Validator:
         selectors = []
         for index, item in enumerate(raw):
             item_at = at + (index,)
+            if isinstance(item, dict) and set(item) & set(SOURCE_KINDS):
+                selector = self.unreleased(item, item_at)
+                if selector is not None:
+                    selectors.append(selector)
+                continue
             if isinstance(item, dict):
-                item = self.mapping(item, item_at, {"range", "sample"}, {"range"})
+                item = self.mapping(item, item_at, {"range", "sample", "pre"}, {"range"})
                 spec = self.specifier(item.get("range"), item_at + ("range",))
                 sample = item.get("sample", "all")
                 if sample not in SAMPLES:
                     self.problem(item_at + ("sample",), f"expected one of {', '.join(SAMPLES)}, got {sample!r}")
+                pre = item.get("pre", False)
+                if not isinstance(pre, bool):
+                    self.problem(item_at + ("pre",), f"expected true or false, got {_kind(pre)}")
                 if spec is not None:
-                    selectors.append(VersionSelector("range", str(spec), sample, self.where(item_at)))
+                    selectors.append(VersionSelector("range", str(spec), sample, self.where(item_at), pre=pre is True))
                 continue
             text = self.string(item, item_at, raw=True)
             if text is None:
@@ -212,8 +221,36 @@ class _Validator:
             try:
                 selectors.append(parse_selector(text, self.where(item_at)))
             except ValueError as exc:
-                self.problem(item_at, f"{exc}, or {{range, sample}}")
+                self.problem(item_at, f"{exc}, or {{range, sample, pre}}, or an unreleased version: "
+                                      f"{{path}}, {{git, ref}}, {{wheel}} or {{sdist}}")
         return tuple(selectors)
+
+    def unreleased(self, item: dict, at: tuple) -> VersionSelector | None:
+        """``{path: DIR}``, ``{git: URL, ref: REF}``, ``{wheel: FILE}`` or ``{sdist: FILE}``: paths are relative to
+        the matrix file's folder and must exist (a git URL that is not a folder is left to git)."""
+        kinds = [k for k in SOURCE_KINDS if k in item]
+        if len(kinds) > 1:
+            self.problem(at, f"expected one of {', '.join(SOURCE_KINDS)}, got {' and '.join(kinds)}")
+            return None
+        kind = kinds[0]
+        item = self.mapping(item, at, {kind, "ref"} if kind == "git" else {kind}, {kind})
+        text = self.string(item.get(kind), at + (kind,), raw=True)
+        ref = self.string(item.get("ref", "HEAD"), at + ("ref",), raw=True) if kind == "git" else ""
+        if text is None or ref is None:
+            return None
+        if kind == "git" and ("://" in text or text.startswith("git@")):
+            return VersionSelector("git", text, where=self.where(at), ref=ref)
+        location = (self.path.parent / text).resolve()
+        expected = {"path": "a folder", "git": "a repository folder or URL", "wheel": "a .whl file",
+                    "sdist": "a .tar.gz or .zip file"}[kind]
+        fits = {"path": location.is_dir(), "git": location.is_dir(), "wheel": location.is_file()
+                and location.suffix == ".whl", "sdist": location.is_file() and location.name.endswith(
+                (".tar.gz", ".zip"))}[kind]
+        if not fits:
+            self.problem(at + (kind,), f"expected {expected}, got {text!r} ({location} "
+                                       f"{'is not one' if location.exists() else 'does not exist'})")
+            return None
+        return VersionSelector(kind, str(location), where=self.where(at), ref=ref)
 
     def recipes(self, raw: Any, at: tuple, tolerance: Tolerance) -> dict[str, RecipeSpec]:
         if isinstance(raw, list):

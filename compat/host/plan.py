@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compat.host.environments import EnvRequest
+from packaging.version import Version
+
+from compat.host.environments import EnvRequest, find_uv
 from compat.host.matrix import LibrarySpec, Matrix, VersionSelector
 from compat.host.pipconfig import IndexSettings
 from compat.host.recipe_index import available_recipes
 from compat.host.registry import Release, fetch_releases, select, upload_time
+from compat.host.sources import SOURCE_KINDS, Source, resolve_source
+from compat.host.store import Store
 from compat.shared.errors import CompatError, MatrixError, RegistryError
 
 
@@ -50,15 +54,43 @@ class Plan:
     envs: dict[tuple[str, str], EnvPlan]
     cells: list[Cell]
     releases: dict[str, list[Release]] = field(default_factory=dict)
+    sources: dict[tuple[str, str], Source] = field(default_factory=dict)  # unreleased versions, by (library, version)
 
     def versions(self, library: str) -> list[str]:
         return [v for (lib, v) in self.envs if lib == library]
+
+    def unreleased(self, library: str, version: str) -> bool:
+        return (library, version) in self.sources
 
 
 def env_plans(library: LibrarySpec, versions: list[str], releases: list[Release]) -> dict[tuple[str, str], EnvPlan]:
     """One environment request per release: the release, the matrix's pins for it, and its upload time."""
     return {(library.name, v): EnvPlan(library, v, EnvRequest(library.name, library.package, v, library.pins_for(v),
                                                                upload_time(v, releases))) for v in versions}
+
+
+def source_plans(library: LibrarySpec, sources: list[Source]) -> dict[tuple[str, str], EnvPlan]:
+    """One environment request per unreleased version: its wheel, with the newest dependencies it accepts."""
+    return {(library.name, s.version): EnvPlan(library, s.version, EnvRequest(
+        library.name, library.package, s.version, library.pins_for(s.version), wheel=s.wheel, digest=s.digest,
+        problem=s.problem)) for s in sources}
+
+
+def resolve_sources(library: LibrarySpec, cache_dir: Path, index: IndexSettings) -> tuple[list[Source], list[str]]:
+    """The library's unreleased versions, built (or found) as wheels; two with one name are a problem."""
+    selectors = [s for s in library.versions if s.kind in SOURCE_KINDS]
+    if not selectors:
+        return [], []
+    uv = find_uv()
+    sources = [resolve_source(s, library.package, Store(cache_dir), index, uv) for s in selectors]
+    named: dict[str, Source] = {}
+    problems = []
+    for selector, source in zip(selectors, sources):
+        if source.version in named:
+            problems.append(f"{selector.where}: {source.location} and {named[source.version].location} are both "
+                            f"{source.version} (libraries.{library.name}.versions)")
+        named[source.version] = source
+    return sources, problems
 
 
 def library_named(matrix: Matrix, name: str) -> LibrarySpec:
@@ -84,12 +116,17 @@ def plan_for(matrix: Matrix, library: LibrarySpec, selectors: tuple[VersionSelec
 
 
 def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
-              select_cells: list[str] | None = None, shard: tuple[int, int] | None = None) -> Plan:
-    """Resolve every library's version selectors against the registry and lay out the cells.
+              select_cells: list[str] | None = None, shard: tuple[int, int] | None = None,
+              unreleased: bool = False) -> Plan:
+    """Resolve every library's version selectors against the registry (and build its unreleased versions) and lay
+    out the cells.
 
-    ``select_cells`` keeps cells whose id matches any of the glob patterns (or contains the text).
+    ``select_cells`` keeps cells whose id matches any of the glob patterns (or contains the text); ``unreleased``
+    keeps the cells an unreleased version reads (what a pull request's CI asks: does the new code still read every
+    release's checkpoints?).
     """
     envs: dict[tuple[str, str], EnvPlan] = {}
+    sources: dict[tuple[str, str], Source] = {}
     cells: list[Cell] = []
     releases_by_library = {}
     problems = []
@@ -104,11 +141,21 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
         versions, missing = select(library.versions, releases)
         problems += [f"{m} (libraries.{library.name}.versions)" for m in missing]
         envs.update(env_plans(library, versions, releases))
+        built, duplicated = resolve_sources(library, cache_dir, index)
+        problems += duplicated
+        envs.update(source_plans(library, built))
+        sources.update({(library.name, s.version): s for s in built})
+        versions = sorted({*versions, *(s.version for s in built)}, key=Version)
         cells += [Cell(library.name, recipe, producer, consumer)
                   for recipe, spec in library.recipes.items() for producer in versions for consumer in versions
                   if producer == consumer or not spec.probe]
     if problems:
         raise MatrixError(problems)
+    if unreleased:
+        cells = [c for c in cells if (c.library, c.consumer) in sources]
+        if not cells:
+            raise CompatError(f"{matrix.path}: --unreleased: the matrix has no unreleased version (a path, git, "
+                              f"wheel or sdist entry under a library's versions)")
     if select_cells:
         cells = [c for c in cells if any(_matches(c.id, pattern) for pattern in select_cells)]
     if shard:  # by consumer environment, so that each environment is checked in exactly one shard
@@ -116,7 +163,7 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
         consumers = sorted({(c.library, c.consumer) for c in cells})
         mine = {key for n, key in enumerate(consumers) if n % count == index_ - 1}
         cells = [c for c in cells if (c.library, c.consumer) in mine]
-    return Plan(matrix, envs, cells, releases_by_library)
+    return Plan(matrix, envs, cells, releases_by_library, sources)
 
 
 def recipe_problems(library: LibrarySpec, cache_dir: Path) -> list[str]:

@@ -70,7 +70,7 @@ def _stale(cache: Path, package: str, problem: str) -> dict:
 def _releases(data: dict) -> list[Release]:
     by_version: dict[str, dict] = {}
     for file in data.get("files", []):
-        version = _version_of(file["filename"])
+        version = version_of_file(file["filename"])
         if version is None:
             continue
         entry = by_version.setdefault(version, {"uploaded": "", "yanked": True})
@@ -80,7 +80,7 @@ def _releases(data: dict) -> list[Release]:
     return sorted(releases, key=lambda r: r.parsed)
 
 
-def _version_of(filename: str) -> str | None:
+def version_of_file(filename: str) -> str | None:
     """The version part of a wheel or sdist file name."""
     if filename.endswith(".whl"):
         text = filename.split("-")[1]
@@ -98,7 +98,8 @@ def _version_of(filename: str) -> str | None:
 
 
 def select(selectors: tuple[VersionSelector, ...], releases: list[Release]) -> tuple[list[str], list[str]]:
-    """Resolve selectors to concrete versions (sorted, unique). Returns (versions, problems)."""
+    """Resolve release selectors to concrete versions (sorted, unique). Returns (versions, problems). Unreleased
+    versions (a path, git, wheel or sdist) are not the registry's: ``sources.py`` resolves them."""
     stable = [r for r in releases if not r.yanked and not r.parsed.is_prerelease]
     known = {r.version for r in releases}
     chosen: set[str] = set()
@@ -114,8 +115,13 @@ def select(selectors: tuple[VersionSelector, ...], releases: list[Release]) -> t
         elif selector.kind == "latest":
             if stable:
                 chosen.add(stable[-1].version)
-        else:
-            matching = [r for r in stable if SpecifierSet(selector.value).contains(r.version)]
+        elif selector.kind == "latest-pre":
+            offered = [r for r in releases if not r.yanked]
+            if offered:
+                chosen.add(offered[-1].version)
+        elif selector.kind == "range":
+            pool = [r for r in releases if not r.yanked] if selector.pre else stable
+            matching = [r for r in pool if SpecifierSet(selector.value).contains(r.version, prereleases=selector.pre)]
             if not matching:
                 problems.append(f"{selector.where}: no release matches {selector.value!r}")
             chosen.update(r.version for r in sample(matching, selector.sample))

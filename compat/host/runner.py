@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from compat.host.artifact_store import ArtifactStore, Stored
 from compat.host.environments import Environment, EnvironmentBuilder
 from compat.host.plan import Cell, Plan
 from compat.host.recipe_index import code_hash
@@ -82,11 +83,14 @@ class RunStats:
 
 class Run:
     def __init__(self, plan: Plan, builder: EnvironmentBuilder, cache_dir: Path, options: RunOptions | None = None,
-                 user: dict | None = None, rules: dict[Cell, dict] | None = None):
+                 user: dict | None = None, rules: dict[Cell, dict] | None = None, artifacts: Path | None = None):
         """``user`` (``{"name", "config", "checkpoint"}``) adds a recipe for a user's own checkpoint; ``rules``
-        gives cells a conversion rule (``RuleSet`` data) applied before loading, over the matrix's own rules."""
+        gives cells a conversion rule (``RuleSet`` data) applied before loading, over the matrix's own rules;
+        ``artifacts`` is a store of release artifacts (``artifact_store.py``), read and added to."""
         self.plan, self.builder, self.cache_dir, self.user = plan, builder, cache_dir, user
         self.store = Store(Path(cache_dir))
+        self.artifacts = ArtifactStore(artifacts) if artifacts else None
+        self.stored_problems: dict[tuple[str, str, str], str] = {}  # (library, version, recipe) -> what is wrong
         self.rules = rules or {}
         self.options = options or RunOptions()
         self.env_keys = {key: builder.key(env.request) for key, env in plan.envs.items()}
@@ -110,11 +114,26 @@ class Run:
     # -- where things live --------------------------------------------------------------------------------------
     @functools.lru_cache(maxsize=None)  # noqa: B019 - one Run per plan; the cache lives as long as it does
     def artifact_dir(self, library: str, version: str, recipe: str) -> Path:
+        stored = self._stored(library, version, recipe)
+        if stored is not None:
+            return stored.folder
         return self.store.artifact(library, version, recipe, self.env_keys[(library, version)], self.code[library])
 
     @functools.lru_cache(maxsize=None)  # noqa: B019
+    def _stored(self, library: str, version: str, recipe: str) -> Stored | None:
+        """A release's artifact from the store of release artifacts, if there is one made by this recipe code."""
+        if self.artifacts is None or self.plan.unreleased(library, version) or self.user:
+            return None
+        try:
+            return self.artifacts.lookup(library, version, recipe, self.code[library])
+        except CompatError as exc:
+            self.stored_problems[(library, version, recipe)] = str(exc)
+            return None
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019
     def result_path(self, cell: Cell) -> Path:
-        artifact = self.artifact_dir(cell.library, cell.producer, cell.recipe)
+        stored = self._stored(cell.library, cell.producer, cell.recipe)
+        artifact = stored.identity if stored else self.artifact_dir(cell.library, cell.producer, cell.recipe).name
         rule = rule_text(self.rule_for(cell))
         return self.store.result(cell.library, cell.recipe, self.env_keys[(cell.library, cell.consumer)], artifact,
                                  self.code[cell.library], rule)
@@ -136,7 +155,8 @@ class Run:
         consume: dict[EnvKey, list[Cell]] = {}
         for cell in cells:
             producer = (cell.library, cell.producer)
-            if not self._has_artifact(*producer, cell.recipe) and cell.recipe not in produce.get(producer, []):
+            if (not self._has_artifact(*producer, cell.recipe) and cell.recipe not in produce.get(producer, [])
+                    and (*producer, cell.recipe) not in self.stored_problems):
                 produce.setdefault(producer, []).append(cell.recipe)
             if not self.results.has(cell.library, self.result_path(cell)):
                 consume.setdefault((cell.library, cell.consumer), []).append(cell)
@@ -156,7 +176,20 @@ class Run:
         self.stats.seconds = time.perf_counter() - started
         judged = [self._judge(cell) for cell in cells]
         self.results.save()
+        self._store_artifacts({(c.library, c.producer, c.recipe) for c in cells})
         return judged
+
+    def _store_artifacts(self, made: set[tuple[str, str, str]]) -> None:
+        """Add the releases' artifacts this run made (not taken from the store) to the store of release artifacts."""
+        if self.artifacts is None or self.user:
+            return
+        for library, version, recipe in sorted(made):
+            if (self.plan.unreleased(library, version) or self._stored(library, version, recipe) is not None
+                    or (library, version, recipe) in self.stored_problems):
+                continue
+            if self._has_artifact(library, version, recipe):
+                self.artifacts.save(library, version, recipe, self.code[library],
+                                    self.artifact_dir(library, version, recipe))
 
     def produce(self, keys: list[EnvKey], recipes: list[str]) -> dict[EnvKey, dict[str, dict]]:
         """Produce artifacts only (no cells), and return each release's manifests; a failed release gets none."""
@@ -318,6 +351,8 @@ class Run:
         if found is not None:
             return found
         producer, consumer = (cell.library, cell.producer), (cell.library, cell.consumer)
+        if (*producer, cell.recipe) in self.stored_problems:
+            return {"status": "error", "reason": self.stored_problems[(*producer, cell.recipe)]}
         for key, role in ((producer, "producer"), (consumer, "consumer")):
             if key in self.env_errors:
                 return {"status": "error", "reason": f"{role} {self.env_errors[key]}"}
@@ -333,6 +368,8 @@ class Run:
             environment = self.environments.get(key) or self.builder.cached(env_plan.request)
             record = environment.record() if environment else {"key": self.env_keys[key], "lock": {}}
             record["uploaded"] = env_plan.request.uploaded
+            if key in self.plan.sources:
+                record["source"] = self.plan.sources[key].record()
             if key in self.env_errors:
                 record["error"] = self.env_errors[key]
             if key in self.worker_errors:

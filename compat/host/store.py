@@ -6,6 +6,7 @@
     recipes/<fixtures>-<code hash>.json             the recipe names a fixtures module has (and which are probes)
     base/<key>/                                     the harness layer: numpy and safetensors for this interpreter+torch
     envs/<key>/                                     one release's environment (a venv onto the harness layer)
+    sources/<content hash>/                         the wheel built from an unreleased version (``sources.py``)
     artifacts/<library>/<version>/<recipe>/<key>/   what a producer wrote (manifest.json last)
     artifacts/<library>/<version>.lock              held while a release produces
     results/<library>/<recipe>/<key>.json           one cell's finding; results/<library>/index.json indexes them
@@ -51,6 +52,10 @@ class Store:
     def env(self, key: str) -> Path:
         return self.root / "envs" / key
 
+    def source(self, digest: str) -> Path:
+        """The wheel built from an unreleased version (a working tree, a git commit, an sdist)."""
+        return self.root / "sources" / digest
+
     def artifact(self, library: str, version: str, recipe: str, env_key: str, code: str) -> Path:
         """The producer's environment and the recipe code decide the artifact's key."""
         key = hashlib.sha256(f"{env_key}|{code}|{recipe}".encode()).hexdigest()[:20]
@@ -62,9 +67,10 @@ class Store:
     def results(self) -> Path:
         return self.root / "results"
 
-    def result(self, library: str, recipe: str, env_key: str, artifact: Path, code: str, rule: str) -> Path:
-        """The consumer's environment, the producer's artifact, the recipe code and the rule decide the result's key."""
-        key = hashlib.sha256(f"{env_key}|{artifact.name}|{code}|{rule}".encode()).hexdigest()[:24]
+    def result(self, library: str, recipe: str, env_key: str, artifact: str, code: str, rule: str) -> Path:
+        """The consumer's environment, the producer's artifact (its key), the recipe code and the rule decide the
+        result's key."""
+        key = hashlib.sha256(f"{env_key}|{artifact}|{code}|{rule}".encode()).hexdigest()[:24]
         return Path(os.path.join(self.root, "results", library, recipe, f"{key}.json"))
 
     def log(self, library: str, version: str) -> Path:

@@ -63,3 +63,13 @@ def test_a_range_selects_exactly_the_stable_releases_it_contains(triples, low, s
     expected = [r.version for r in releases if SpecifierSet(spec).contains(r.version)]
     assert versions == expected and versions == sorted(versions, key=Version)
     assert problems == ([] if expected else [f"x: no release matches {spec!r}"])
+
+
+def test_pre_releases_only_when_asked():
+    """``latest-pre`` and ``pre: true`` admit pre-releases; ``latest`` and plain ranges never do."""
+    releases = RELEASES + [Release("2.1.0rc1", "2024-02-01T00:00:00Z", False)]
+    assert select((VersionSelector("latest", "latest"),), releases)[0] == ["2.0.3"]
+    assert select((VersionSelector("latest-pre", "latest-pre"),), releases)[0] == ["2.1.0rc1"]
+    assert select((VersionSelector("range", ">=1.1", "all", "x"),), releases)[0] == ["1.1.0", "2.0.0", "2.0.3"]
+    assert select((VersionSelector("range", ">=1.1", "all", "x", pre=True),), releases)[0] == [
+        "1.1.0", "1.2.0rc1", "2.0.0", "2.0.3", "2.1.0rc1"]

@@ -86,3 +86,25 @@ def test_a_summary_names_what_went_wrong_not_the_header_of_the_message():
                              'Missing key(s) in state_dict: "a".'}
     verdict, summary = raw_verdict(finding, RecipeSpec("r", Tolerance(1e-5, 1e-4)))
     assert verdict == "incompatible" and summary.endswith('TransformerWrapper: Missing key(s) in state_dict: "a".')
+
+
+def test_the_report_leads_with_what_unreleased_code_breaks():
+    """A working tree that no longer reads what the newest release reads is named first, with the releases."""
+    tree = "2.0+worktree"
+    source = {"kind": "path", "location": "/src/lib", "digest": "tree-1", "wheel": "w.whl", "commit": ""}
+    cells = [cell(p, c, v) for p, c, v in [
+        ("1.0", "2.0", "identical"), ("1.5", "2.0", "identical"), ("0.9", "2.0", "incompatible"),
+        ("1.0", tree, "incompatible"), ("1.5", tree, "diverged"), ("2.0", tree, "incompatible"),
+        ("0.9", tree, "incompatible"),  # the newest release does not read it either: not a new regression
+        (tree, tree, "identical")]]
+    environments = {"lib": {"0.9": {}, "1.0": {}, "1.5": {}, "2.0": {}, tree: {"source": source}}}
+    report = build_report(cells, environments, "m.yaml", "2.13.0")
+    text = markdown(report)
+    lead = ("unreleased code breaks checkpoints of lib 1.0 ... 2.0 (3 releases, 3 cells; recipes: r) that 2.0 "
+            "reads: lib 2.0+worktree (path /src/lib)")
+    assert text.index(lead) < text.index("## Summary")
+    # the same tree reading everything is said too
+    fine = [cell("1.0", tree, "identical"), cell("2.0", tree, "equivalent")]
+    assert ("lib 2.0+worktree (path /src/lib) reads the checkpoints of every release it was checked against "
+            "(2 cells)") in markdown(build_report(fine, environments, "m.yaml", "2.13.0"))
+    assert "Unreleased versions" not in markdown(build_report(cells[:3], {"lib": {"1.0": {}}}, "m.yaml", "2.13.0"))

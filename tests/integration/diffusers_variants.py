@@ -7,8 +7,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location("compat_fixtures_diffusers_base",
-                                               Path(__file__).resolve().parent.parent.parent / "compat" / "fixtures" / "diffusers.py")
+_BASE = Path(__file__).resolve().parent.parent.parent / "compat" / "fixtures" / "diffusers.py"
+_spec = importlib.util.spec_from_file_location("compat_fixtures_diffusers_base", _BASE)
 base = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(base)
 

@@ -15,9 +15,11 @@ from compat.host.report.reading import (
     evidence_groups,
     grids,
     known_break_groups,
+    lead_sentence,
     library_summary,
     symbol,
     table,
+    unreleased_lead,
 )
 from compat.host.verdicts import LADDER, MEANING
 
@@ -71,7 +73,7 @@ def html_page(report: dict) -> str:
              f"{esc(report['host']['python'])} · torch {esc(report['host']['torch'])} · matrix "
              f"<code>{esc(report['matrix'])}</code> · totals: "
              + ", ".join(f"{esc(k)} {v}" for k, v in counts(cells).items()) + "</p>",
-             _summary(cells), _changes(report), _filters(by_grid), _legend()]
+             _unreleased(report), _summary(cells), _changes(report), _filters(by_grid), _legend()]
     for (library, recipe), grid in sorted(by_grid.items()):
         parts.append(_grid(library, recipe, grid, target))
     parts += _known_breaks(cells)
@@ -81,6 +83,15 @@ def html_page(report: dict) -> str:
     parts += [_evidence_group(group) for group in groups]
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(parts)
+
+
+def _unreleased(report: dict) -> str:
+    """Regression in the making first: what unreleased versions no longer read."""
+    lead = unreleased_lead(report["cells"], report.get("environments", {}))
+    if not lead:
+        return ""
+    items = "".join(f"<li class='{'bad' if e['broken'] else ''}'>{esc(lead_sentence(e))}</li>" for e in lead)
+    return f"<section id='unreleased'><h2>Unreleased versions</h2><ul>{items}</ul></section>"
 
 
 def _summary(cells: list[dict]) -> str:

@@ -11,9 +11,11 @@ from compat.host.report.reading import (
     evidence_groups,
     grids,
     known_break_groups,
+    lead_sentence,
     library_summary,
     symbol,
     table,
+    unreleased_lead,
 )
 from compat.host.verdicts import LADDER, MEANING
 
@@ -27,7 +29,7 @@ def markdown(report: dict) -> str:
              f"Run {report['created']} · compat {report['compat']} · python {report['host']['python']} · "
              f"torch {report['host']['torch']} · matrix `{report['matrix']}`", "",
              "Totals: " + ", ".join(f"{k} {v}" for k, v in counts(cells).items()), "",
-             *summary_lines(cells), *change_lines(report),
+             *unreleased_lines(report), *summary_lines(cells), *change_lines(report),
              "Rows: the release that **saved** the checkpoint (producer). Columns: the release that **loads** it "
              "(consumer). A probe (a behaviour, one verdict per release) is a single row.", "",
              "Legend:", *legend_lines(), ""]
@@ -39,6 +41,15 @@ def markdown(report: dict) -> str:
         lines.append("")
     lines += _known_break_lines(cells) + _evidence_lines(cells)
     return "\n".join(lines) + "\n"
+
+
+def unreleased_lines(report: dict) -> list[str]:
+    """Regression in the making first: what unreleased versions no longer read."""
+    lead = unreleased_lead(report["cells"], report.get("environments", {}))
+    if not lead:
+        return []
+    return ["## Unreleased versions", "", *(f"- {'**' if e['broken'] else ''}{lead_sentence(e)}"
+                                            f"{'**' if e['broken'] else ''}" for e in lead), ""]
 
 
 def summary_lines(cells: list[dict]) -> list[str]:

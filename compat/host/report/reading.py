@@ -48,6 +48,44 @@ def library_summary(cells: list[dict]) -> list[dict]:
     return [rows[name] for name in sorted(rows)]
 
 
+def unreleased_lead(cells: list[dict], environments: dict) -> list[dict]:
+    """Per unreleased version (a working tree, a git commit, a wheel): the releases whose checkpoints it no longer
+    reads (incompatible or diverged) although the newest release in the run reads them (or that cell was not run).
+    Regression in the making, which the report names before anything else."""
+    lead = []
+    for library, versions in sorted(environments.items()):
+        releases = sorted((v for v, record in versions.items() if "source" not in record), key=Version)
+        newest = releases[-1] if releases else None
+        for version, record in sorted(versions.items()):
+            if "source" not in record:
+                continue
+            read = [c for c in cells if c["library"] == library and c["consumer"] == version
+                    and c["producer"] in releases]
+            by_newest = {(c["recipe"], c["producer"]): c for c in cells if c["library"] == library
+                         and c["consumer"] == newest}
+            broken = [c for c in read if c["underlying"] in BAD and by_newest.get(
+                (c["recipe"], c["producer"]), {}).get("underlying") not in BAD]
+            producers = sorted({c["producer"] for c in broken}, key=Version)
+            lead.append({"library": library, "version": version, "source": record["source"], "newest": newest,
+                         "checked": len(read), "broken": len(broken), "producers": producers,
+                         "recipes": sorted({c["recipe"] for c in broken}), "cells": [c["id"] for c in broken]})
+    return lead
+
+
+def lead_sentence(entry: dict) -> str:
+    """One line: what the unreleased version breaks, or that it reads every release it was checked against."""
+    source = entry["source"]
+    name = f"{entry['library']} {entry['version']} ({source['kind']} {source['location']})"
+    if source.get("problem"):
+        return f"{name} could not be built: {source['problem'].splitlines()[0]}"
+    if not entry["broken"]:
+        return f"{name} reads the checkpoints of every release it was checked against ({entry['checked']} cells)"
+    producers = entry["producers"]
+    span = producers[0] if len(producers) == 1 else f"{producers[0]} ... {producers[-1]}"
+    return (f"unreleased code breaks checkpoints of {entry['library']} {span} ({len(producers)} releases, "
+            f"{entry['broken']} cells; recipes: {', '.join(entry['recipes'])}) that {entry['newest']} reads: {name}")
+
+
 def grids(cells: list[dict]) -> dict[tuple[str, str], dict]:
     found: dict[tuple[str, str], dict] = defaultdict(lambda: {"versions": set(), "cells": {}})
     for cell in cells:
