@@ -5,6 +5,7 @@ Layout (small: tiny models)::
 
     <store>/<library>/<version>/<recipe>/manifest.json, *.safetensors, ...   the artifact as the producer wrote it
     <store>/<library>/<version>/<recipe>/compat-store.json                    {"code": the recipe code's hash}
+    <store>/.compat-artifacts                                                 marks the folder as a store
 
 An artifact is taken from the store when it was made by the same recipe code (the fixtures module and compat's
 worker side: ``recipe_index.code_hash``); otherwise the release is produced again and the store updated. Only
@@ -26,6 +27,7 @@ from compat.shared.untrusted import parse_json, read_text
 
 RECORD = "compat-store.json"
 MANIFEST = "manifest.json"
+MARKER = ".compat-artifacts"  # at the store's root: a working tree's content hash leaves the store out
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class ArtifactStore:
     def save(self, library: str, version: str, recipe: str, code: str, artifact: Path) -> None:
         """Copy a finished artifact into the store (replacing what was there), its record last."""
         folder = self.folder(library, version, recipe)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        (self.root / MARKER).write_text("a store of release artifacts written by compat (compat run --artifacts)\n")
         staging = folder.with_name(f".{recipe}.incoming")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(artifact, staging)

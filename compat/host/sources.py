@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from compat.host.artifact_store import MARKER as STORE_MARKER
 from compat.host.matrix import VersionSelector
 from compat.host.pipconfig import IndexSettings
 from compat.host.registry import version_of_file
@@ -47,7 +48,8 @@ class Source:
 
 
 def tree_digest(folder: Path) -> str:
-    """Every file's path and bytes under ``folder``, except version-control, cache and build folders."""
+    """Every file's path and bytes under ``folder``, except version-control, cache and build folders and a store of
+    release artifacts (which a run adds to: the tree's environment must not be rebuilt for that)."""
     digest = hashlib.sha256()
     for path in sorted(_files(folder)):
         digest.update(str(path.relative_to(folder)).encode() + b"\0")
@@ -60,7 +62,8 @@ def _files(folder: Path):
         if entry.name in SKIPPED or entry.name.endswith(".egg-info") or entry.is_symlink():
             continue
         if entry.is_dir():
-            yield from _files(entry)
+            if not (entry / STORE_MARKER).is_file():  # a store of release artifacts kept in the repository
+                yield from _files(entry)
         elif entry.is_file() and not entry.name.endswith((".pyc", ".pyo")):
             yield entry
 

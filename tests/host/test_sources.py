@@ -65,7 +65,7 @@ def test_a_trees_digest_follows_its_files_not_its_caches(tmp_path):
     (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
     first = tree_digest(tmp_path)
     for noise in (".git/HEAD", "pkg/__pycache__/a.cpython-311.pyc", "build/lib/a.py", "pkg.egg-info/PKG-INFO",
-                  ".compat/envs/x"):
+                  ".compat/envs/x", "tests/artifacts/.compat-artifacts", "tests/artifacts/lib/1.0/r/manifest.json"):
         (tmp_path / noise).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / noise).write_text("noise")
     assert tree_digest(tmp_path) == first

@@ -9,10 +9,12 @@ The change under test is one a maintainer could make by accident: ``TransformerW
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,8 @@ def test_a_working_tree_against_stored_release_artifacts(tree, tmp_path, cache_d
         assert_the_rename_is_named(results[f"x-transformers/decoder/{producer}->{label}"])
     assert results[f"x-transformers/decoder/{label}->{label}"].verdict == "identical"
     assert session.run.stats.built == 1 and session.run.stats.spawned == 1  # the tree's environment, no release's
+    again, _ = run(path, fresh_cache, store, unreleased=True)
+    assert again.run.stats.built == again.run.stats.spawned == 0  # the same source: nothing built or run again
     report = report_for(session, list(results.values()))
     lead = [lead_sentence(e) for e in unreleased_lead(report["cells"], report["environments"])]
     assert lead == [f"unreleased code breaks checkpoints of x-transformers 2.25.4 ... {RELEASE} (2 releases, 2 cells; "
@@ -127,3 +131,29 @@ def test_git_commits_a_wheel_and_an_sdist(tree, sdist, tmp_path, cache_dir):
     assert_the_rename_is_named(reads[f"{RELEASE}+wheel"])
     # unreleased versions read each other's checkpoints too; the release is not a consumer under --unreleased
     assert {r.cell.consumer for r in results.values()} == set(labels.values())
+
+
+def test_the_readmes_maintainer_setup_as_written(tree, tmp_path, cache_dir):
+    """The recipe module and compat.yaml of the README's "For library maintainers", pasted into the library's source
+    tree, and its pull-request command run there: green as released, red naming the rename."""
+    section = (PROJECT / "README.md").read_text().split("## For library maintainers")[1].split("\n## ")[0]
+    recipes = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    config = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    command = next(line.split("#")[0].split() for line in re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+                   .splitlines() if line.strip().startswith("pytest"))
+    (tree / "tests").mkdir(exist_ok=True)
+    (tree / "tests" / "compat_recipes.py").write_text(textwrap.dedent(recipes))
+    (tree / "compat.yaml").write_text(textwrap.dedent(config))
+
+    def pull_request() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *command, f"--compat-cache-dir={cache_dir}", "-p",
+                               "no:cacheprovider"], cwd=tree, capture_output=True, text=True)
+
+    green = pull_request()
+    assert green.returncode == 0 and "3 passed" in green.stdout, green.stdout[-3000:]
+    rename_to_logits(tree)
+    red = pull_request()
+    assert red.returncode == 1 and "1 passed" in red.stdout and "2 failed" in red.stdout, red.stdout[-3000:]
+    assert f"FAILED compat.yaml::x-transformers/decoder/2.25.4->{RELEASE}+worktree" in red.stdout
+    assert "missing keys: logits_head.weight" in red.stdout and "unexpected keys: to_logits.weight" in red.stdout
+    assert (tree / "tests" / "compat-artifacts" / "x-transformers" / RELEASE / "decoder" / "manifest.json").is_file()
