@@ -20,12 +20,13 @@ from compat.host.history import changes, load_report
 from compat.host.locate import describe, find_cache, find_matrix
 from compat.host.matrix import Matrix, VersionSelector, parse_selector
 from compat.host.matrix_file import load_matrix
+from compat.host.outcome import CellResult
 from compat.host.pipconfig import read_index_settings
 from compat.host.plan import Cell, Plan, library_named, make_plan, plan_for
 from compat.host.registry import fetch_releases, select, upload_time
 from compat.host.report import build_report, counts, write_report
 from compat.host.report.reading import lead_sentence, unreleased_lead
-from compat.host.runner import CellResult, Run, RunOptions
+from compat.host.runner import Run, RunOptions
 from compat.host.store import default_cache_dir
 from compat.host.survey import ChangePoint, find_changes, signature
 from compat.host.user import (

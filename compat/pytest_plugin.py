@@ -16,9 +16,10 @@ import pytest
 from compat.api import Session, prepare, report_for
 from compat.host.history import load_report
 from compat.host.locate import CACHE_HELP, MATRIX_HELP, find_matrix
+from compat.host.outcome import CellResult
 from compat.host.plan import parse_shard
 from compat.host.report import write_report
-from compat.host.runner import CellResult, RunOptions
+from compat.host.runner import RunOptions
 from compat.host.store import file_lock
 from compat.host.verdicts import BAD, GOOD
 from compat.shared.errors import CompatError

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from compat.shared.errors import CompatError
 from compat.shared.protocol import STATUSES
@@ -86,7 +87,39 @@ def manifest_problems(manifest: object, library: str, version: str, recipe: str)
         problems.append(f"status: expected one of {', '.join(STATUSES)}, got {manifest.get('status')!r}")
     if manifest.get("status") == "ok" and not isinstance(manifest.get("kind"), str):
         problems.append(f"kind: expected a recipe kind's name, got {manifest.get('kind')!r}")
-    for field, expected in (("library", library), ("version", version), ("recipe", recipe)):
-        if manifest.get(field) != expected:
-            problems.append(f"{field}: expected {expected!r} (where it is stored), got {manifest.get(field)!r}")
+    for name, expected in (("library", library), ("version", version), ("recipe", recipe)):
+        if manifest.get(name) != expected:
+            problems.append(f"{name}: expected {expected!r} (where it is stored), got {manifest.get(name)!r}")
     return problems
+
+
+@dataclass
+class ReleaseArtifacts:
+    """A run's use of a store: which releases' artifacts it takes from it, what is wrong with a stored one, and what
+    the run adds. Unreleased versions (``unreleased(library, version)``) are never stored."""
+
+    store: ArtifactStore
+    unreleased: Callable[[str, str], bool]
+    code: dict[str, str]  # library -> recipe code hash
+    problems: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (library, version, recipe) -> what
+    _found: dict[tuple[str, str, str], Stored | None] = field(default_factory=dict)
+
+    def stored(self, library: str, version: str, recipe: str) -> Stored | None:
+        key = (library, version, recipe)
+        if key not in self._found:
+            self._found[key] = None
+            if not self.unreleased(library, version):
+                try:
+                    self._found[key] = self.store.lookup(library, version, recipe, self.code[library])
+                except CompatError as exc:
+                    self.problems[key] = str(exc)
+        return self._found[key]
+
+    def keep(self, made: set[tuple[str, str, str]], artifact_dir: Callable[[str, str, str], Path]) -> None:
+        """Add the releases' artifacts a run made (not taken from the store) to the store."""
+        for key in sorted(made):
+            folder = artifact_dir(*key)
+            if (self.unreleased(*key[:2]) or self.stored(*key) is not None or key in self.problems
+                    or not (folder / MANIFEST).is_file()):
+                continue
+            self.store.save(*key, self.code[key[0]], folder)

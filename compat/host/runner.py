@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compat.host.artifact_store import ArtifactStore, Stored
+from compat.host.artifact_store import ArtifactStore, ReleaseArtifacts
 from compat.host.environments import Environment, EnvironmentBuilder
+from compat.host.outcome import CellResult, RunStats
 from compat.host.plan import Cell, Plan
 from compat.host.recipe_index import code_hash
 from compat.host.results import ResultIndex
@@ -47,40 +48,6 @@ class RunOptions:
     progress: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
 
 
-@dataclass
-class CellResult:
-    cell: Cell
-    verdict: str
-    underlying: str
-    summary: str
-    finding: dict
-    known_break: dict | None = None
-    stale_known_break: bool = False
-
-    def to_json(self) -> dict:
-        return {"id": self.cell.id, "library": self.cell.library, "recipe": self.cell.recipe,
-                "producer": self.cell.producer, "consumer": self.cell.consumer, "verdict": self.verdict,
-                "underlying": self.underlying, "summary": self.summary, "evidence": self.finding,
-                "known_break": self.known_break, "stale_known_break": self.stale_known_break}
-
-
-@dataclass
-class RunStats:
-    built: int = 0
-    spawned: int = 0
-    produced: int = 0
-    consumed: int = 0
-    seconds: float = 0.0
-    import_seconds: list = field(default_factory=list)
-    # per library: worker imports, and the recipes' own produce and consume time measured inside the workers (the
-    # compute floor of benchmarks/matrix_walltime.py)
-    by_library: dict = field(default_factory=dict)
-
-    def add(self, library: str, what: str, seconds: float) -> None:
-        entry = self.by_library.setdefault(library, {"workers": 0, "import": 0.0, "produce": 0.0, "consume": 0.0})
-        entry[what] += seconds
-
-
 class Run:
     def __init__(self, plan: Plan, builder: EnvironmentBuilder, cache_dir: Path, options: RunOptions | None = None,
                  user: dict | None = None, rules: dict[Cell, dict] | None = None, artifacts: Path | None = None):
@@ -89,12 +56,12 @@ class Run:
         ``artifacts`` is a store of release artifacts (``artifact_store.py``), read and added to."""
         self.plan, self.builder, self.cache_dir, self.user = plan, builder, cache_dir, user
         self.store = Store(Path(cache_dir))
-        self.artifacts = ArtifactStore(artifacts) if artifacts else None
-        self.stored_problems: dict[tuple[str, str, str], str] = {}  # (library, version, recipe) -> what is wrong
         self.rules = rules or {}
         self.options = options or RunOptions()
         self.env_keys = {key: builder.key(env.request) for key, env in plan.envs.items()}
         self.code = {name: code_hash(lib.fixtures) for name, lib in plan.matrix.libraries.items()}
+        self.stored = ReleaseArtifacts(ArtifactStore(artifacts), plan.unreleased, self.code) \
+            if artifacts and not user else None
         self.results = ResultIndex(cache_dir)
         self.env_errors: dict[EnvKey, str] = {}
         self.worker_errors: dict[EnvKey, str] = {}
@@ -114,25 +81,18 @@ class Run:
     # -- where things live --------------------------------------------------------------------------------------
     @functools.lru_cache(maxsize=None)  # noqa: B019 - one Run per plan; the cache lives as long as it does
     def artifact_dir(self, library: str, version: str, recipe: str) -> Path:
-        stored = self._stored(library, version, recipe)
-        if stored is not None:
+        stored = self.stored and self.stored.stored(library, version, recipe)
+        if stored:
             return stored.folder
         return self.store.artifact(library, version, recipe, self.env_keys[(library, version)], self.code[library])
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
-    def _stored(self, library: str, version: str, recipe: str) -> Stored | None:
-        """A release's artifact from the store of release artifacts, if there is one made by this recipe code."""
-        if self.artifacts is None or self.plan.unreleased(library, version) or self.user:
-            return None
-        try:
-            return self.artifacts.lookup(library, version, recipe, self.code[library])
-        except CompatError as exc:
-            self.stored_problems[(library, version, recipe)] = str(exc)
-            return None
+    def stored_problem(self, library: str, version: str, recipe: str) -> str | None:
+        """Why the store's artifact for this release and recipe cannot be used (its cells are errors)."""
+        return self.stored.problems.get((library, version, recipe)) if self.stored else None
 
     @functools.lru_cache(maxsize=None)  # noqa: B019
     def result_path(self, cell: Cell) -> Path:
-        stored = self._stored(cell.library, cell.producer, cell.recipe)
+        stored = self.stored and self.stored.stored(cell.library, cell.producer, cell.recipe)
         artifact = stored.identity if stored else self.artifact_dir(cell.library, cell.producer, cell.recipe).name
         rule = rule_text(self.rule_for(cell))
         return self.store.result(cell.library, cell.recipe, self.env_keys[(cell.library, cell.consumer)], artifact,
@@ -156,7 +116,7 @@ class Run:
         for cell in cells:
             producer = (cell.library, cell.producer)
             if (not self._has_artifact(*producer, cell.recipe) and cell.recipe not in produce.get(producer, [])
-                    and (*producer, cell.recipe) not in self.stored_problems):
+                    and not self.stored_problem(*producer, cell.recipe)):
                 produce.setdefault(producer, []).append(cell.recipe)
             if not self.results.has(cell.library, self.result_path(cell)):
                 consume.setdefault((cell.library, cell.consumer), []).append(cell)
@@ -176,20 +136,9 @@ class Run:
         self.stats.seconds = time.perf_counter() - started
         judged = [self._judge(cell) for cell in cells]
         self.results.save()
-        self._store_artifacts({(c.library, c.producer, c.recipe) for c in cells})
+        if self.stored:
+            self.stored.keep({(c.library, c.producer, c.recipe) for c in cells}, self.artifact_dir)
         return judged
-
-    def _store_artifacts(self, made: set[tuple[str, str, str]]) -> None:
-        """Add the releases' artifacts this run made (not taken from the store) to the store of release artifacts."""
-        if self.artifacts is None or self.user:
-            return
-        for library, version, recipe in sorted(made):
-            if (self.plan.unreleased(library, version) or self._stored(library, version, recipe) is not None
-                    or (library, version, recipe) in self.stored_problems):
-                continue
-            if self._has_artifact(library, version, recipe):
-                self.artifacts.save(library, version, recipe, self.code[library],
-                                    self.artifact_dir(library, version, recipe))
 
     def produce(self, keys: list[EnvKey], recipes: list[str]) -> dict[EnvKey, dict[str, dict]]:
         """Produce artifacts only (no cells), and return each release's manifests; a failed release gets none."""
@@ -351,8 +300,8 @@ class Run:
         if found is not None:
             return found
         producer, consumer = (cell.library, cell.producer), (cell.library, cell.consumer)
-        if (*producer, cell.recipe) in self.stored_problems:
-            return {"status": "error", "reason": self.stored_problems[(*producer, cell.recipe)]}
+        if self.stored_problem(*producer, cell.recipe):
+            return {"status": "error", "reason": self.stored_problem(*producer, cell.recipe)}
         for key, role in ((producer, "producer"), (consumer, "consumer")):
             if key in self.env_errors:
                 return {"status": "error", "reason": f"{role} {self.env_errors[key]}"}

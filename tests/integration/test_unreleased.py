@@ -157,3 +157,33 @@ def test_the_readmes_maintainer_setup_as_written(tree, tmp_path, cache_dir):
     assert f"FAILED compat.yaml::x-transformers/decoder/2.25.4->{RELEASE}+worktree" in red.stdout
     assert "missing keys: logits_head.weight" in red.stdout and "unexpected keys: to_logits.weight" in red.stdout
     assert (tree / "tests" / "compat-artifacts" / "x-transformers" / RELEASE / "decoder" / "manifest.json").is_file()
+
+
+def test_a_source_that_does_not_build_is_an_error_in_its_cells_and_the_rest_runs(tmp_path, cache_dir):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "pyproject.toml").write_text("[project\nname = \n")  # not TOML: no wheel comes out of it
+    path = matrix(tmp_path, f"[{RELEASE}, {{path: broken}}]")
+    session, results = run(path, cache_dir, tmp_path / "store")
+    assert results[f"x-transformers/decoder/{RELEASE}->{RELEASE}"].verdict == "identical"
+    label = "0+worktree"  # its version is unknown: nothing was built
+    for cell_id in (f"{RELEASE}->{label}", f"{label}->{RELEASE}", f"{label}->{label}"):
+        result = results[f"x-transformers/decoder/{cell_id}"]
+        assert result.verdict == "error" and f"building a wheel from {broken} failed" in result.finding["reason"]
+    report = report_for(session, list(results.values()))
+    assert lead_sentence(unreleased_lead(report["cells"], report["environments"])[0]).startswith(
+        f"x-transformers {label} (path {broken}) could not be built: building a wheel from {broken} failed")
+
+
+def test_a_damaged_stored_artifact_is_an_error_naming_it_and_the_rest_runs(tree, tmp_path, cache_dir):
+    path = matrix(tmp_path, f"[{', '.join(RELEASES)}, {{path: {tree.name}}}]")
+    store = tmp_path / "store"
+    run(path, cache_dir, store, unreleased=True)  # fills the store
+    damaged = store / "x-transformers" / "2.25.4" / "decoder" / "manifest.json"
+    damaged.write_text(damaged.read_text().replace('"2.25.4"', '"9.9.9"'))
+    _, results = run(path, tmp_path / "ci-cache", store, unreleased=True)
+    label = f"{RELEASE}+worktree"
+    bad = results[f"x-transformers/decoder/2.25.4->{label}"]
+    assert bad.verdict == "error" and str(damaged) in bad.finding["reason"]
+    assert "version: expected '2.25.4' (where it is stored), got '9.9.9'" in bad.finding["reason"]
+    assert results[f"x-transformers/decoder/{RELEASE}->{label}"].verdict == "identical"
