@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from compat import PACKAGE_ROOT
 from compat.host.bisect import change_points
 from compat.host.environments import EnvironmentBuilder
 from compat.host.history import changes, load_report
+from compat.host.install_checks import try_install
 from compat.host.locate import describe, find_cache, find_matrix
 from compat.host.matrix import Matrix, VersionSelector, parse_selector
 from compat.host.matrix_file import load_matrix
@@ -221,7 +223,8 @@ def _one_version(releases: list, text: str, flag: str) -> str:
     return versions[0]
 
 
-def report_for(session: Session, results: list[CellResult], baseline: dict | None = None) -> dict:
+def report_for(session: Session, results: list[CellResult], baseline: dict | None = None,
+               installs: list[dict] | None = None) -> dict:
     stats = session.run.stats
     environments = session.run.environment_records()
     cells = []
@@ -239,9 +242,19 @@ def report_for(session: Session, results: list[CellResult], baseline: dict | Non
                          "workers_spawned": stats.spawned, "artifacts_produced": stats.produced,
                          "cells_checked": stats.consumed},
                           session.matrix_digest, f"{session.shard[0]}/{session.shard[1]}" if session.shard else None)
+    report["uninstallable"] = installs or []
     if baseline is not None:
         report["changes"] = changes(baseline, report)
     return report
+
+
+def try_installs(session: Session) -> list[dict]:
+    """The plan's install checks (releases declared uninstallable), a few at a time: each is an environment build."""
+    checks = session.plan.install_checks
+    if not checks:
+        return []
+    with ThreadPoolExecutor(max_workers=session.run.options.build_jobs) as pool:
+        return list(pool.map(lambda check: try_install(check, session.run.builder), checks))
 
 
 @dataclass
@@ -273,12 +286,14 @@ def run_and_report(session: Session, out: Path, baseline_path: Path | None = Non
         pass
     baseline = load_report(baseline_path) if baseline_path else None
     results = session.run.execute()
-    report = report_for(session, results, baseline)
+    installs = try_installs(session)
+    report = report_for(session, results, baseline, installs)
     write_report(report, out)
     cells = report["cells"]
     lead = [lead_sentence(entry) for entry in unreleased_lead(cells, report["environments"])]
-    outcome = RunOutcome(counts(cells), sum(1 for r in results if r.verdict in RED or r.stale_known_break), out,
-                         lead=lead)
+    stale_installs = sum(1 for outcome in installs if outcome["installs"])
+    outcome = RunOutcome(counts(cells), sum(1 for r in results if r.verdict in RED or r.stale_known_break)
+                         + stale_installs, out, lead=lead)
     complete = all(r.verdict != "error" for r in results)  # errors are retried, so such a report is not reused
     if complete:
         memo.write_text(json.dumps({"key": key, "counts": outcome.counts, "red": outcome.red, "lead": lead}))
@@ -297,4 +312,6 @@ def _report_key(session: Session, baseline_path: Path | None) -> str:
     digest.update(json.dumps([session.plan.matrix.path.name, session.shard]).encode())
     for cell in session.plan.cells:
         digest.update(f"{cell.id}|{session.run.result_path(cell).name}|".encode())
+    for check in session.plan.install_checks:
+        digest.update(f"{check.id}|{session.run.builder.key(check.request)}|".encode())
     return digest.hexdigest()

@@ -15,6 +15,8 @@ import pytest
 
 from compat.api import Session, prepare, report_for
 from compat.host.history import load_report
+from compat.host.install_checks import summary as install_summary
+from compat.host.install_checks import try_install
 from compat.host.locate import CACHE_HELP, MATRIX_HELP, find_matrix
 from compat.host.outcome import CellResult
 from compat.host.plan import parse_shard
@@ -27,6 +29,7 @@ from compat.shared.errors import CompatError
 SESSION = pytest.StashKey[Session]()
 RESULTS = pytest.StashKey[dict]()  # cell id -> CellResult, for every cell this process has results for
 RAN = pytest.StashKey[list]()  # ids of the cells whose tests ran in this process (its partial report)
+INSTALLS = pytest.StashKey[list]()  # outcomes of the install checks run in this process
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,6 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.loadgroup = True  # xdist workers re-parse the command line; tell them to tag groups
     config.stash[RESULTS] = {}
     config.stash[RAN] = []
+    config.stash[INSTALLS] = []
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -101,6 +105,8 @@ class MatrixFile(pytest.File):
             item.add_marker(pytest.mark.compat_cell)
             item.add_marker(pytest.mark.xdist_group(f"{cell.library}=={cell.consumer}"))
             yield item
+        for check in session.plan.install_checks:
+            yield InstallItem.from_parent(self, name=check.id, check=check)
 
 
 class CellError(Exception):
@@ -149,6 +155,28 @@ class CellItem(pytest.Item):
         return self.path, None, self.cell.id
 
 
+class InstallItem(pytest.Item):
+    """A release the matrix declares it cannot install: an expected failure while it refuses, a failure (the
+    declaration is stale) once it installs."""
+
+    def __init__(self, *, check, **kwargs):
+        super().__init__(**kwargs)
+        self.check = check
+
+    def runtest(self) -> None:
+        outcome = try_install(self.check, self.config.stash[SESSION].run.builder)
+        self.config.stash[INSTALLS].append(outcome)
+        if outcome["installs"]:
+            raise CellFailure(install_summary(outcome))
+        pytest.xfail(install_summary(outcome))
+
+    def repr_failure(self, excinfo, style=None):
+        return str(excinfo.value) if isinstance(excinfo.value, CellFailure) else super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, self.check.id
+
+
 def _result_for(config: pytest.Config, cell) -> CellResult:
     """Run the cell's consumer environment once and cache the results (without xdist: the whole plan at once).
 
@@ -181,7 +209,7 @@ def _evidence(result: CellResult) -> str:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     out = config.getoption("compat_report")
-    if not out or SESSION not in config.stash or not config.stash[RAN]:
+    if not out or SESSION not in config.stash or not (config.stash[RAN] or config.stash[INSTALLS]):
         return
     worker = getattr(config, "workerinput", {}).get("workerid")
     folder = Path(out) / f"partial-{worker}" if worker else Path(out)
@@ -189,5 +217,5 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     results = config.stash[RESULTS]
     baseline = config.getoption("compat_baseline")
     write_report(report_for(compat_session, [results[cell_id] for cell_id in config.stash[RAN]],
-                            load_report(Path(baseline)) if baseline else None), folder)
+                            load_report(Path(baseline)) if baseline else None, config.stash[INSTALLS]), folder)
 

@@ -76,6 +76,16 @@ class Pin:
 
 
 @dataclass(frozen=True)
+class Uninstallable:
+    """Releases that cannot be installed here, with the reason: tried on every run (a failed attempt is remembered
+    per environment key), shown in the report, and a declaration whose releases install after all is stale."""
+
+    versions: SpecifierSet
+    reason: str
+    where: str
+
+
+@dataclass(frozen=True)
 class KnownBreak:
     producers: SpecifierSet
     consumers: SpecifierSet
@@ -144,6 +154,7 @@ class LibrarySpec:
     known_breaks: tuple[KnownBreak, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
     rules: tuple[ConversionRule, ...] = ()
+    uninstallable: tuple[Uninstallable, ...] = ()
     fixtures_problem: str | None = None  # where compat looked for a recipe module that does not exist
 
     def pins_for(self, version: str) -> tuple[str, ...]:

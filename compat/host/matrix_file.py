@@ -27,6 +27,7 @@ from compat.host.matrix import (
     Pin,
     RecipeSpec,
     Tolerance,
+    Uninstallable,
     VersionSelector,
     parse_selector,
 )
@@ -149,7 +150,8 @@ class _Validator:
         return Tolerance(**{**base.__dict__, **{k: v for k, v in numbers.items() if v is not None}})
 
     def library(self, name: str, raw: Any, at: tuple, tolerance: Tolerance, timeout: float) -> LibrarySpec | None:
-        allowed = {"package", "import", "fixtures", "versions", "recipes", "pins", "known_breaks", "rules", "timeout"}
+        allowed = {"package", "import", "fixtures", "versions", "recipes", "pins", "known_breaks", "rules", "timeout",
+                   "uninstallable"}
         raw = self.mapping(raw, at, allowed, {"import", "versions", "recipes"})
         if not raw:
             return None
@@ -167,7 +169,8 @@ class _Validator:
             recipes=self.recipes(raw["recipes"], at + ("recipes",), tolerance) if "recipes" in raw else {},
             pins=self.pins(raw.get("pins", []), at + ("pins",)),
             known_breaks=self.known_breaks(raw.get("known_breaks", []), at + ("known_breaks",)),
-            timeout=timeout, rules=self.rules(raw.get("rules", []), at + ("rules",)))
+            timeout=timeout, rules=self.rules(raw.get("rules", []), at + ("rules",)),
+            uninstallable=self.uninstallable(raw.get("uninstallable", []), at + ("uninstallable",)))
 
     def fixtures(self, raw: Any, import_name: str, at: tuple) -> tuple[Path, str | None]:
         """The recipe module: ``fixtures:`` (relative to the matrix file's folder), else ``fixtures/<import>.py``
@@ -333,6 +336,16 @@ class _Validator:
             if producers is not None and consumers is not None and why and rule:
                 rules.append(ConversionRule(producers, consumers, recipes, rule, why, self.where(item_at)))
         return tuple(rules)
+
+    def uninstallable(self, raw: Any, at: tuple) -> tuple[Uninstallable, ...]:
+        declared = []
+        for item_at, item in self.entries(raw, at, "{versions, reason}"):
+            item = self.mapping(item, item_at, {"versions", "reason"}, {"versions", "reason"})
+            spec = self.specifier(item.get("versions"), item_at + ("versions",))
+            reason = self.string(item.get("reason"), item_at + ("reason",))
+            if spec is not None and reason:
+                declared.append(Uninstallable(spec, reason, self.where(item_at)))
+        return tuple(declared)
 
     def known_breaks(self, raw: Any, at: tuple) -> tuple[KnownBreak, ...]:
         breaks = []

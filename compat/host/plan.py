@@ -16,6 +16,7 @@ from typing import Callable
 from packaging.version import Version
 
 from compat.host.environments import EnvRequest, find_uv
+from compat.host.install_checks import InstallCheck, install_checks
 from compat.host.matrix import LibrarySpec, Matrix, VersionSelector
 from compat.host.pipconfig import IndexSettings
 from compat.host.recipe_index import available_recipes
@@ -55,6 +56,7 @@ class Plan:
     cells: list[Cell]
     releases: dict[str, list[Release]] = field(default_factory=dict)
     sources: dict[tuple[str, str], Source] = field(default_factory=dict)  # unreleased versions, by (library, version)
+    install_checks: list[InstallCheck] = field(default_factory=list)  # releases declared uninstallable, to try
 
     def versions(self, library: str) -> list[str]:
         return [v for (lib, v) in self.envs if lib == library]
@@ -127,6 +129,7 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
     """
     envs: dict[tuple[str, str], EnvPlan] = {}
     sources: dict[tuple[str, str], Source] = {}
+    checks: list[InstallCheck] = []
     cells: list[Cell] = []
     releases_by_library = {}
     problems = []
@@ -141,6 +144,7 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
         versions, missing = select(library.versions, releases)
         problems += [f"{m} (libraries.{library.name}.versions)" for m in missing]
         envs.update(env_plans(library, versions, releases))
+        checks += install_checks(library, releases, versions)
         built, duplicated = resolve_sources(library, cache_dir, index)
         problems += duplicated
         envs.update(source_plans(library, built))
@@ -152,18 +156,20 @@ def make_plan(matrix: Matrix, cache_dir: Path, index: IndexSettings,
     if problems:
         raise MatrixError(problems)
     if unreleased:
-        cells = [c for c in cells if (c.library, c.consumer) in sources]
+        cells, checks = [c for c in cells if (c.library, c.consumer) in sources], []
         if not cells:
             raise CompatError(f"{matrix.path}: --unreleased: the matrix has no unreleased version (a path, git, "
                               f"wheel or sdist entry under a library's versions)")
     if select_cells:
         cells = [c for c in cells if any(_matches(c.id, pattern) for pattern in select_cells)]
+        checks = [c for c in checks if any(_matches(c.id, pattern) for pattern in select_cells)]
     if shard:  # by consumer environment, so that each environment is checked in exactly one shard
         index_, count = shard
         consumers = sorted({(c.library, c.consumer) for c in cells})
         mine = {key for n, key in enumerate(consumers) if n % count == index_ - 1}
         cells = [c for c in cells if (c.library, c.consumer) in mine]
-    return Plan(matrix, envs, cells, releases_by_library, sources)
+        checks = [c for n, c in enumerate(checks) if n % count == index_ - 1]
+    return Plan(matrix, envs, cells, releases_by_library, sources, checks)
 
 
 def recipe_problems(library: LibrarySpec, cache_dir: Path) -> list[str]:

@@ -7,6 +7,7 @@
     base/<key>/                                     the harness layer: numpy and safetensors for this interpreter+torch
     envs/<key>/                                     one release's environment (a venv onto the harness layer)
     sources/<content hash>/                         the wheel built from an unreleased version (``sources.py``)
+    install-checks/<key>.json                       a release declared uninstallable that refused to install
     artifacts/<library>/<version>/<recipe>/<key>/   what a producer wrote (manifest.json last)
     artifacts/<library>/<version>.lock              held while a release produces
     results/<library>/<recipe>/<key>.json           one cell's finding; results/<library>/index.json indexes them
@@ -51,6 +52,10 @@ class Store:
 
     def env(self, key: str) -> Path:
         return self.root / "envs" / key
+
+    def install_check(self, env_key: str) -> Path:
+        """A release declared uninstallable that refused to install (``install_checks.py``)."""
+        return self.root / "install-checks" / f"{env_key}.json"
 
     def source(self, digest: str) -> Path:
         """The wheel built from an unreleased version (a working tree, a git commit, an sdist)."""

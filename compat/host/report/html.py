@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 
+from compat.host.install_checks import summary as install_summary
 from compat.host.report.evidence import evidence_lines
 from compat.host.report.markdown import CHANGE_TITLES, SHOWN
 from compat.host.report.reading import (
@@ -77,6 +78,7 @@ def html_page(report: dict) -> str:
     for (library, recipe), grid in sorted(by_grid.items()):
         parts.append(_grid(library, recipe, grid, target))
     parts += _known_breaks(cells)
+    parts.append(_uninstallable(report))
     if groups:
         parts.append("<h2>Evidence</h2><p>Every other cell that is not identical, silent breaks first; cells with the "
                      "same evidence are one entry.</p>")
@@ -92,6 +94,15 @@ def _unreleased(report: dict) -> str:
         return ""
     items = "".join(f"<li class='{'bad' if e['broken'] else ''}'>{esc(lead_sentence(e))}</li>" for e in lead)
     return f"<section id='unreleased'><h2>Unreleased versions</h2><ul>{items}</ul></section>"
+
+
+def _uninstallable(report: dict) -> str:
+    """Releases the matrix declares it cannot install here: tried, with uv's last line; stale declarations first."""
+    outcomes = sorted(report.get("uninstallable", []), key=lambda o: (not o["installs"], o["library"]))
+    if not outcomes:
+        return ""
+    items = "".join(f"<li class='{'bad' if o['installs'] else ''}'>{esc(install_summary(o))}</li>" for o in outcomes)
+    return f"<section id='uninstallable'><h2>Releases that cannot be installed here</h2><ul>{items}</ul></section>"
 
 
 def _summary(cells: list[dict]) -> str:

@@ -3,6 +3,7 @@ breaks, and the evidence of every other cell that is not identical, grouped, sil
 
 from __future__ import annotations
 
+from compat.host.install_checks import summary as install_summary
 from compat.host.report.evidence import evidence_lines
 from compat.host.report.reading import (
     SUMMARY_COLUMNS,
@@ -39,7 +40,7 @@ def markdown(report: dict) -> str:
                   "|---|" + "---|" * len(grid["versions"])]
         lines += [f"| **{label}** | " + " | ".join(symbol(cell) for cell in row) + " |" for label, row in rows]
         lines.append("")
-    lines += _known_break_lines(cells) + _evidence_lines(cells)
+    lines += _known_break_lines(cells) + uninstallable_lines(report) + _evidence_lines(cells)
     return "\n".join(lines) + "\n"
 
 
@@ -50,6 +51,16 @@ def unreleased_lines(report: dict) -> list[str]:
         return []
     return ["## Unreleased versions", "", *(f"- {'**' if e['broken'] else ''}{lead_sentence(e)}"
                                             f"{'**' if e['broken'] else ''}" for e in lead), ""]
+
+
+def uninstallable_lines(report: dict) -> list[str]:
+    """Releases the matrix declares it cannot install here: tried, with uv's last line; stale declarations first."""
+    outcomes = sorted(report.get("uninstallable", []), key=lambda o: (not o["installs"], o["library"]))
+    if not outcomes:
+        return []
+    return ["## Releases that cannot be installed here", "",
+            *(f"- {'**' if o['installs'] else ''}{install_summary(o)}{'**' if o['installs'] else ''}"
+              for o in outcomes), ""]
 
 
 def summary_lines(cells: list[dict]) -> list[str]:

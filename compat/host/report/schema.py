@@ -139,6 +139,16 @@ class Changes(_Model):
     removed_cells: list[str]
 
 
+class InstallOutcome(_Model):
+    id: str
+    library: str
+    version: str
+    reason: str
+    declared_at: str
+    installs: bool
+    error: str
+
+
 class Report(_Model):
     schema_: int = Field(alias="schema")
     compat: str
@@ -150,6 +160,7 @@ class Report(_Model):
     stats: dict[str, float | int] = {}
     environments: dict[str, dict[str, dict[str, Any]]] = {}
     cells: list[Cell]
+    uninstallable: list[InstallOutcome] = []
     changes: Optional[Changes] = None
 
 
