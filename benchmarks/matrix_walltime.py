@@ -32,7 +32,7 @@ from compat.host.runner import Run, RunOptions
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--matrix", help="default: the project's matrix.yaml")
+    parser.add_argument("--matrix", help="default: the matrix found from the working directory, else the shipped one")
     parser.add_argument("--versions", type=int, help="use only the first N versions of each library")
     parser.add_argument("--settings", default="2x1,1x1,3x1,2x2", help="jobs x threads to measure, comma-separated")
     args = parser.parse_args()
