@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from compat.api import Session, prepare, report_for
+from compat.api import Session, prepare, report_for, try_installs
 from compat.host.history import load_report
 from compat.host.install_checks import summary as install_summary
-from compat.host.install_checks import try_install
 from compat.host.locate import CACHE_HELP, MATRIX_HELP, find_matrix
 from compat.host.outcome import CellResult
 from compat.host.plan import parse_shard
@@ -29,7 +28,7 @@ from compat.shared.errors import CompatError
 SESSION = pytest.StashKey[Session]()
 RESULTS = pytest.StashKey[dict]()  # cell id -> CellResult, for every cell this process has results for
 RAN = pytest.StashKey[list]()  # ids of the cells whose tests ran in this process (its partial report)
-INSTALLS = pytest.StashKey[list]()  # outcomes of the install checks run in this process
+INSTALLS = pytest.StashKey[list]()  # outcomes of the install checks tried in this process
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -106,7 +105,9 @@ class MatrixFile(pytest.File):
             item.add_marker(pytest.mark.xdist_group(f"{cell.library}=={cell.consumer}"))
             yield item
         for check in session.plan.install_checks:
-            yield InstallItem.from_parent(self, name=check.id, check=check)
+            item = InstallItem.from_parent(self, name=check.id, check=check)
+            item.add_marker(pytest.mark.xdist_group("compat-install-checks"))  # tried together, a few at a time
+            yield item
 
 
 class CellError(Exception):
@@ -164,8 +165,11 @@ class InstallItem(pytest.Item):
         self.check = check
 
     def runtest(self) -> None:
-        outcome = try_install(self.check, self.config.stash[SESSION].run.builder)
-        self.config.stash[INSTALLS].append(outcome)
+        tried = self.config.stash[INSTALLS]
+        if not any(o["id"] == self.check.id for o in tried):  # the first item tries every check, in parallel
+            done = {o["id"] for o in tried}
+            tried += [o for o in try_installs(self.config.stash[SESSION]) if o["id"] not in done]
+        outcome = next(o for o in tried if o["id"] == self.check.id)
         if outcome["installs"]:
             raise CellFailure(install_summary(outcome))
         pytest.xfail(install_summary(outcome))
