@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from compat.host.report.reading import lead_sentence, unreleased_lead
 from compat.host.runner import Run, RunOptions
 from compat.host.store import default_cache_dir
 from compat.host.survey import ChangePoint, find_changes, signature
+from compat.host.upgrade import Upgrade, write_upgraded
 from compat.host.user import (
     UserCheckpoint,
     infer_renames,
@@ -44,7 +46,7 @@ from compat.shared.errors import CompatError
 
 __all__ = ["Bisection", "Change", "RunOutcome", "Session", "UserCheckpoint", "bisect", "check", "default_cache_dir",
            "infer_renames", "prepare", "read_constructor_arguments", "report_for", "run_and_report", "survey",
-           "user_checkpoint"]
+           "upgrade", "user_checkpoint"]
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Session:
     run: Run
     cache_dir: Path
     shard: tuple[int, int] | None = None
+    installs: Future | None = None  # the install checks, once started (``start_installs``)
 
     @property
     def matrix_digest(self) -> str:
@@ -203,6 +206,22 @@ def check(checkpoint: UserCheckpoint, against: list[str], matrix_path: Path | st
     return run, results
 
 
+def upgrade(checkpoint: UserCheckpoint, to: str, out: Path, matrix_path: Path | str | None = None,
+            cache_dir: Path | None = None, options: RunOptions | None = None) -> Upgrade:
+    """Rewrite a user's checkpoint for release ``to`` (a version or ``latest``), only after ``check`` verified that
+    it loads there with the same outputs as in the release it was saved with (with the renames that made them agree,
+    if any); otherwise write nothing (``Upgrade.written`` is None; ``what_is_lost`` says why)."""
+    _, results = check(checkpoint, [to], matrix_path, cache_dir, options)
+    targets = [r for r in results if r.cell.consumer != r.cell.producer] or results  # check also reloads at home
+    if len(targets) != 1:
+        raise CompatError(f"--to: expected one release, got {to!r} ({len(targets)} releases)")
+    home = next((r for r in results if r.cell.consumer == r.cell.producer), None)
+    if home is not None and home.verdict not in ("identical", "equivalent"):
+        raise CompatError(f"{checkpoint.path}: it does not load in {home.cell.producer}, the release it was saved "
+                          f"with: {home.summary}")
+    return write_upgraded(checkpoint, targets[0], out)
+
+
 def _selectors(texts: list[str], flag: str) -> tuple[VersionSelector, ...]:
     selectors = []
     for text in texts:
@@ -249,12 +268,31 @@ def report_for(session: Session, results: list[CellResult], baseline: dict | Non
 
 
 def try_installs(session: Session) -> list[dict]:
-    """The plan's install checks (releases declared uninstallable), a few at a time: each is an environment build."""
+    """The plan's install checks (releases declared uninstallable), a few at a time: each is an environment build.
+    Started once per session, in the background (they wait on the network and uv, not on the cores, so they run
+    beside the cells), and waited for here."""
+    with _INSTALLS_LOCK:
+        if session.installs is None:
+            session.installs = ThreadPoolExecutor(max_workers=1).submit(_try_all_installs, session)
+    return session.installs.result()
+
+
+def start_installs(session: Session) -> None:
+    """Begin the install checks now; ``try_installs`` collects them."""
+    with _INSTALLS_LOCK:
+        if session.installs is None and session.plan.install_checks:
+            session.installs = ThreadPoolExecutor(max_workers=1).submit(_try_all_installs, session)
+
+
+def _try_all_installs(session: Session) -> list[dict]:
     checks = session.plan.install_checks
     if not checks:
         return []
     with ThreadPoolExecutor(max_workers=session.run.options.build_jobs) as pool:
         return list(pool.map(lambda check: try_install(check, session.run.builder), checks))
+
+
+_INSTALLS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -285,6 +323,7 @@ def run_and_report(session: Session, out: Path, baseline_path: Path | None = Non
     except (OSError, ValueError, KeyError, TypeError):
         pass
     baseline = load_report(baseline_path) if baseline_path else None
+    start_installs(session)
     results = session.run.execute()
     installs = try_installs(session)
     report = report_for(session, results, baseline, installs)

@@ -19,7 +19,7 @@ from compat.shared.errors import CompatError
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": _run, "survey": _survey, "known-breaks": _known_breaks, "merge": _merge, "bisect": _bisect,
-                "pins": _pins, "check": _check, "diff": _diff, "convert": _convert}
+                "pins": _pins, "check": _check, "upgrade": _upgrade, "diff": _diff, "convert": _convert}
     try:
         return handlers[args.command](args)
     except CompatError as exc:  # a handler that let one through: still one line
@@ -211,6 +211,35 @@ def _check(args: argparse.Namespace) -> int:
                               run.builder.torch_version)
         print(f"compat: report written to {write_report(report, args.out)[0].parent}/")
     return 0 if all(r.verdict in ("identical", "equivalent", "converted") for r in results) else 1
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from compat.api import upgrade
+    from compat.host.report import evidence_lines
+    from compat.host.upgrade import what_is_lost
+
+    try:
+        checkpoint = _read_user_checkpoint(args, args.checkpoint)
+        done = upgrade(checkpoint, args.to, args.out, args.matrix, args.cache_dir)
+    except CompatError as exc:
+        print(f"compat: error: {exc}", file=sys.stderr)
+        return 2
+    result = done.result
+    print(f"{result.cell.producer} -> {result.cell.consumer}: {result.verdict}: {result.summary}")
+    if done.written:
+        renames = (done.rule or {}).get("rename") or {}
+        how = f" with {len(renames)} renames" if renames else " as it is"
+        print(f"compat: wrote {done.written}: loads in {done.target}{how}, outputs verified in both releases; its "
+              f"metadata names {done.target} and the constructor arguments")
+        for old, new in list(renames.items())[:10]:
+            print(f"    rename {old} -> {new}")
+        return 0
+    for line in evidence_lines(result.finding):
+        print(f"    {line}")
+    print(f"compat: not written: no verified conversion to {done.target}; what does not carry over:")
+    for line in what_is_lost(result):
+        print(f"    {line}")
+    return 1
 
 
 def _pins(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from compat.api import Session, prepare, report_for, try_installs
+from compat.api import Session, prepare, report_for, start_installs, try_installs
 from compat.host.history import load_report
 from compat.host.install_checks import summary as install_summary
 from compat.host.locate import CACHE_HELP, MATRIX_HELP, find_matrix
@@ -108,6 +108,13 @@ class MatrixFile(pytest.File):
             item = InstallItem.from_parent(self, name=check.id, check=check)
             item.add_marker(pytest.mark.xdist_group("compat-install-checks"))  # tried together, a few at a time
             yield item
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Install checks that were selected start now, in the background beside the cells: they wait on the network and
+    uv, not on the cores."""
+    if SESSION in session.config.stash and any(isinstance(item, InstallItem) for item in session.items):
+        start_installs(session.config.stash[SESSION])
 
 
 class CellError(Exception):

@@ -128,3 +128,29 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(CompatError, match=message):
         read_stamp(path)
+
+
+def test_upgrade_writes_only_what_was_verified_in_the_target_release(tmp_path, cache_dir):
+    """A pickled state dict from 0.30.0, upgraded to 0.33.0 (feed-forward keys renamed: written with the verified
+    renames, and the written file loads in 0.33.0 identically) and to 2.25.5 (no verified conversion: nothing written,
+    and the answer says what does not carry over)."""
+    pickled = train("0.30.0", tmp_path / "model.pt", CONFIG, cache_dir)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(CONFIG))
+    given = ["--library", "x-transformers", "--recipe-config", config, "--saved-with", "0.30.0", "--allow-pickle",
+             f"--cache-dir={cache_dir}"]
+    out = tmp_path / "model-0.33.0.safetensors"
+    done = compat("upgrade", pickled, "--to", "0.33.0", "-o", out, *given)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0.30.0 -> 0.33.0: converted" in done.stdout and "with 8 renames" in done.stdout
+    stamp = read_stamp(out)
+    assert stamp["version"] == "0.33.0" and stamp["config"] == CONFIG and stamp["upgraded_from"].startswith("0.30.0")
+    # the written file, checked as saved by 0.33.0: it reads there bit for bit, with no rule
+    again = compat("check", out, "--against", "0.33.0", f"--cache-dir={cache_dir}")
+    assert "0.33.0 -> 0.33.0: identical" in again.stdout, again.stdout + again.stderr
+
+    refused = tmp_path / "model-2.25.5.safetensors"
+    done = compat("upgrade", pickled, "--to", "2.25.5", "-o", refused, *given)
+    assert done.returncode == 1 and not refused.exists(), done.stdout + done.stderr
+    assert "compat: not written: no verified conversion to 2.25.5" in done.stdout
+    assert "the target release needs" in done.stdout or "the target release has no place for" in done.stdout

@@ -1,0 +1,70 @@
+"""Upgrading a user's checkpoint to another release: write it only when loading it there was verified.
+
+``compat upgrade`` runs ``compat check`` against one release: the checkpoint is loaded in the release it was saved
+with and in the target, on the recipe's inputs. Identical or equivalent: the file is rewritten as it is (a pickle
+becomes safetensors). Converted: the rename rule that made the outputs agree is applied. Anything else: nothing is
+written, and the answer says what does not carry over (keys the target misses, keys it has no place for, how far
+the outputs moved). The written file carries compat's stamp (library, the target release, the constructor arguments)
+and where it came from, so the next upgrade needs no arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from compat.host.keydiff import convert, open_checkpoint
+from compat.host.outcome import CellResult
+from compat.host.user import UserCheckpoint
+from compat.shared.rules import RuleSet
+from compat.shared.stamp import PREFIX
+
+CARRIED = ("identical", "equivalent", "converted")
+
+
+@dataclass
+class Upgrade:
+    target: str
+    result: CellResult
+    written: Path | None
+    rule: dict | None
+
+    @property
+    def carried(self) -> bool:
+        return self.result.verdict in CARRIED
+
+
+def write_upgraded(checkpoint: UserCheckpoint, result: CellResult, out: Path) -> Upgrade:
+    """Write ``checkpoint`` for ``result``'s consumer release if the cell carried it (with its rule, if any)."""
+    target = result.cell.consumer
+    if result.verdict not in CARRIED:
+        return Upgrade(target, result, None, None)
+    rule = result.finding.get("rule") if result.verdict == "converted" else None
+    rules = RuleSet.from_data(rule or {}, "the verified rule")
+    stamp = {PREFIX + "library": checkpoint.library, PREFIX + "version": target,
+             PREFIX + "config": json.dumps(checkpoint.config, sort_keys=True),
+             PREFIX + "upgraded_from": f"{checkpoint.saved_with} ({checkpoint.path.name})",
+             PREFIX + "rules": json.dumps(rules.to_data(), sort_keys=True)}
+    convert(open_checkpoint(checkpoint.path), rules, out, stamp)
+    return Upgrade(target, result, out, rule)
+
+
+def what_is_lost(result: CellResult) -> list[str]:
+    """What does not carry over, from the cell's evidence: keys either side lacks, and the outputs' distance."""
+    finding = result.finding
+    keys = finding.get("keys") or {}
+    lines = []
+    if keys.get("missing"):
+        lines.append(f"the target release needs {len(keys['missing'])} tensors the checkpoint does not have: "
+                     + ", ".join(keys["missing"][:8]) + (" ..." if len(keys["missing"]) > 8 else ""))
+    if keys.get("unexpected"):
+        lines.append(f"the target release has no place for {len(keys['unexpected'])} tensors: "
+                     + ", ".join(keys["unexpected"][:8]) + (" ..." if len(keys["unexpected"]) > 8 else ""))
+    for name, stats in (finding.get("outputs") or {}).items():
+        if isinstance(stats, dict) and "max_abs" in stats:
+            lines.append(f"output {name}: max abs {stats['max_abs']}, cosine {stats.get('cosine')}")
+    tried = finding.get("rule_tried")
+    if tried:
+        lines.append(f"the renames the shapes suggest were tried: {tried['verdict']}: {tried['summary']}")
+    return lines or [result.summary]

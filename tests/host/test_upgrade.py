@@ -1,0 +1,47 @@
+"""compat upgrade writes only a carried cell's checkpoint, and says what does not carry over otherwise."""
+
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from compat.host.outcome import CellResult
+from compat.host.plan import Cell
+from compat.host.upgrade import what_is_lost, write_upgraded
+from compat.host.user import UserCheckpoint
+from compat.shared.stamp import read_stamp
+
+
+def _result(verdict: str, finding: dict) -> CellResult:
+    return CellResult(Cell("x-transformers", "user", "0.30.0", "0.33.0"), verdict, verdict, "why", finding)
+
+
+def test_a_converted_cell_is_written_with_its_rule_and_stamp(tmp_path):
+    source = tmp_path / "in.safetensors"
+    weights = {"net.weight": torch.arange(6.0).reshape(2, 3) + 0.5, "norm.weight": torch.full((3,), 1.25)}
+    save_file(weights, str(source))
+    user = UserCheckpoint(source, "x-transformers", {"dim": 3}, "0.30.0")
+    done = write_upgraded(user, _result("converted", {"rule": {"rename": {"net.weight": "ff.weight"}}}),
+                          tmp_path / "out.safetensors")
+    written = load_file(str(done.written))
+    assert sorted(written) == ["ff.weight", "norm.weight"]
+    assert torch.equal(written["ff.weight"], weights["net.weight"])
+    stamp = read_stamp(done.written)
+    assert (stamp["library"], stamp["version"], stamp["config"]) == ("x-transformers", "0.33.0", {"dim": 3})
+    assert stamp["upgraded_from"] == "0.30.0 (in.safetensors)"
+
+
+def test_nothing_is_written_for_a_cell_that_did_not_carry(tmp_path):
+    source = tmp_path / "in.safetensors"
+    save_file({"w": torch.ones(2)}, str(source))
+    user = UserCheckpoint(source, "x-transformers", {}, "0.30.0")
+    for verdict in ("incompatible", "diverged", "not-applicable", "error"):
+        done = write_upgraded(user, _result(verdict, {}), tmp_path / f"{verdict}.safetensors")
+        assert done.written is None and not (tmp_path / f"{verdict}.safetensors").exists()
+    lost = what_is_lost(_result("incompatible", {"keys": {"missing": [f"m{i}" for i in range(10)],
+                                                          "unexpected": ["u"]},
+                                                 "outputs": {"logits": {"max_abs": 0.5, "cosine": 0.9}}}))
+    assert lost[0] == "the target release needs 10 tensors the checkpoint does not have: m0, m1, m2, m3, m4, m5, " \
+                      "m6, m7 ..."
+    assert lost[1] == "the target release has no place for 1 tensors: u"
+    assert lost[2] == "output logits: max abs 0.5, cosine 0.9"
