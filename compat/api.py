@@ -267,21 +267,18 @@ def report_for(session: Session, results: list[CellResult], baseline: dict | Non
     return report
 
 
-def try_installs(session: Session) -> list[dict]:
-    """The plan's install checks (releases declared uninstallable), a few at a time: each is an environment build.
-    Started once per session, in the background (they wait on the network and uv, not on the cores, so they run
-    beside the cells), and waited for here."""
+def start_installs(session: Session) -> None:
+    """Begin the plan's install checks (releases declared uninstallable) in the background, once per session: they
+    wait on the network and uv, not on the cores, so they run beside the cells."""
     with _INSTALLS_LOCK:
         if session.installs is None:
             session.installs = ThreadPoolExecutor(max_workers=1).submit(_try_all_installs, session)
+
+
+def try_installs(session: Session) -> list[dict]:
+    """The install checks' outcomes (started now if they were not)."""
+    start_installs(session)
     return session.installs.result()
-
-
-def start_installs(session: Session) -> None:
-    """Begin the install checks now; ``try_installs`` collects them."""
-    with _INSTALLS_LOCK:
-        if session.installs is None and session.plan.install_checks:
-            session.installs = ThreadPoolExecutor(max_workers=1).submit(_try_all_installs, session)
 
 
 def _try_all_installs(session: Session) -> list[dict]:
