@@ -172,11 +172,9 @@ class InstallItem(pytest.Item):
         self.check = check
 
     def runtest(self) -> None:
-        tried = self.config.stash[INSTALLS]
-        if not any(o["id"] == self.check.id for o in tried):  # the first item tries every check, in parallel
-            done = {o["id"] for o in tried}
-            tried += [o for o in try_installs(self.config.stash[SESSION]) if o["id"] not in done]
-        outcome = next(o for o in tried if o["id"] == self.check.id)
+        # every check of the session runs once, in the background; each item reads its own outcome
+        self.config.stash[INSTALLS] = try_installs(self.config.stash[SESSION])
+        outcome = next(o for o in self.config.stash[INSTALLS] if o["id"] == self.check.id)
         if outcome["installs"]:
             raise CellFailure(install_summary(outcome))
         pytest.xfail(install_summary(outcome))

@@ -88,13 +88,12 @@ def _from_git(selector: VersionSelector, package: str, store: Store, index: Inde
     location = f"{selector.value}@{ref}"
     with tempfile.TemporaryDirectory(prefix="compat-git-") as scratch:
         checkout = Path(scratch) / "checkout"
-        for args in (["clone", "--quiet", "--no-checkout", selector.value, str(checkout)],
-                     ["-C", str(checkout), "checkout", "--quiet", "--detach", ref]):
+        for step, args in (("clone", ["clone", "--quiet", "--no-checkout", selector.value, str(checkout)]),
+                           ("checkout", ["-C", str(checkout), "checkout", "--quiet", "--detach", ref])):
             done = subprocess.run(["git", *args], capture_output=True, text=True)
             if done.returncode != 0:
                 return Source("git", location, _label("0", _ref_tag(ref, "")), "git-unknown",
-                              problem=f"git {args[0] if args[0] != '-C' else args[2]} failed for {location}: "
-                                      f"{done.stderr.strip()[-500:]}")
+                              problem=f"git {step} failed for {location}: {done.stderr.strip()[-500:]}")
         commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
         built = _built("git", location, checkout, _ref_tag(ref, commit), f"git-{commit}", package, store, index, uv)

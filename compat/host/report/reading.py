@@ -54,15 +54,16 @@ def unreleased_lead(cells: list[dict], environments: dict) -> list[dict]:
     Regression in the making, which the report names before anything else."""
     lead = []
     for library, versions in sorted(environments.items()):
-        releases = sorted((v for v, record in versions.items() if "source" not in record), key=Version)
+        unreleased = sorted(v for v, record in versions.items() if "source" in record)
+        if not unreleased:
+            continue
+        releases = sorted((v for v in versions if v not in unreleased), key=Version)
         newest = releases[-1] if releases else None
-        for version, record in sorted(versions.items()):
-            if "source" not in record:
-                continue
-            read = [c for c in cells if c["library"] == library and c["consumer"] == version
-                    and c["producer"] in releases]
-            by_newest = {(c["recipe"], c["producer"]): c for c in cells if c["library"] == library
-                         and c["consumer"] == newest}
+        mine = [c for c in cells if c["library"] == library]
+        by_newest = {(c["recipe"], c["producer"]): c for c in mine if c["consumer"] == newest}
+        for version in unreleased:
+            record = versions[version]
+            read = [c for c in mine if c["consumer"] == version and c["producer"] in releases]
             broken = [c for c in read if c["underlying"] in BAD and by_newest.get(
                 (c["recipe"], c["producer"]), {}).get("underlying") not in BAD]
             producers = sorted({c["producer"] for c in broken}, key=Version)
