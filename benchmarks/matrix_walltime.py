@@ -7,9 +7,10 @@ Prints:
   every cell checked again), for several worker/thread settings: wall time, workers spawned against environments, the
   workers' own imports, and the compute floor (the recipes' produce and consume time measured inside the workers);
   per library, the ratio of the run to imports + compute;
+- the cost of the conversion search: the first setting run cold again without it (``--no-search``), and the ratio;
 - a no-change rerun of ``compat run`` as a user runs it (wall time, and how many workers it spawned).
 
-Usage: python benchmarks/matrix_walltime.py [--matrix PATH] [--versions N] [--settings 2x1,1x1,3x1,2x2]
+Usage: python benchmarks/matrix_walltime.py [--matrix PATH] [--versions N] [--settings 2x1,...] [--no-search-run]
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--matrix", help="default: the matrix found from the working directory, else the shipped one")
     parser.add_argument("--versions", type=int, help="use only the first N versions of each library")
     parser.add_argument("--settings", default="2x1,1x1,3x1,2x2", help="jobs x threads to measure, comma-separated")
+    parser.add_argument("--no-search-run", action="store_true",
+                        help="also run the first setting cold without the conversion search, and print the ratio")
     args = parser.parse_args()
     cache_dir = default_cache_dir()
     index = read_index_settings()
@@ -60,23 +63,16 @@ def main() -> None:
     print(f"floor (sum of bare imports, one after another): {floor:.1f} s")
 
     with tempfile.TemporaryDirectory() as scratch:
+        walls = {}
         for setting in args.settings.split(","):
-            jobs, threads = map(int, setting.split("x"))
-            fresh = _fresh_recipes(plan, Path(scratch) / setting)
-            run = Run(fresh, builder, cache_dir, RunOptions(jobs=jobs, threads=threads, progress=lambda m: None))
-            t0 = time.perf_counter()
-            results = run.execute()
-            wall = time.perf_counter() - t0
-            imports = sum(run.stats.import_seconds)
-            work = {lib: entry["produce"] + entry["consume"] for lib, entry in run.stats.by_library.items()}
-            print(f"run part, cold results, jobs={jobs} threads={threads}: {wall:.1f} s for {len(results)} cells; "
-                  f"workers spawned {run.stats.spawned} for {len(environments)} environments "
-                  f"({run.stats.spawned / len(environments):.2f}x); their imports {imports:.1f} s, compute "
-                  f"{sum(work.values()):.1f} s; ratio to the import floor {wall / floor:.2f}, to imports + compute "
-                  f"{wall / (floor + sum(work.values())):.2f}")
-            for library, entry in sorted(run.stats.by_library.items()):
-                print(f"  {library}: {entry['workers']} workers, imports {entry['import']:.1f} s, produce "
-                      f"{entry['produce']:.1f} s, consume {entry['consume']:.1f} s")
+            walls[setting] = _measure(plan, builder, cache_dir, Path(scratch) / setting, setting, floor,
+                                      len(environments), search=True)
+        if args.no_search_run:
+            first = args.settings.split(",")[0]
+            plain = _measure(plan, builder, cache_dir, Path(scratch) / f"{first}-plain", first, floor,
+                             len(environments), search=False)
+            print(f"conversion search: the run with it {walls[first]:.1f} s, without it {plain:.1f} s, "
+                  f"ratio {walls[first] / plain:.2f}")
 
     out = Path(tempfile.mkdtemp())
     command = [sys.executable, "-m", "compat.cli", "run", "--out", str(out)]
@@ -90,6 +86,28 @@ def main() -> None:
         sys.exit(f"compat run failed: {finished.stderr[-2000:]}")
     reused = "nothing changed since the report" in finished.stdout
     print(f"no-change rerun of `compat run`: {rerun:.2f} s (report {'kept: nothing ran' if reused else 'rewritten'})")
+
+
+def _measure(plan, builder, cache_dir, folder: Path, setting: str, floor: float, environments: int,
+             search: bool) -> float:
+    """One cold run of the plan (fresh recipe keys) with ``jobs x threads``; prints its figures, returns its wall."""
+    jobs, threads = map(int, setting.split("x"))
+    run = Run(_fresh_recipes(plan, folder), builder, cache_dir,
+              RunOptions(jobs=jobs, threads=threads, search=search, progress=lambda m: None))
+    t0 = time.perf_counter()
+    results = run.execute()
+    wall = time.perf_counter() - t0
+    imports = sum(run.stats.import_seconds)
+    work = {lib: entry["produce"] + entry["consume"] for lib, entry in run.stats.by_library.items()}
+    print(f"run part, cold results, jobs={jobs} threads={threads}, search {'on' if search else 'off'}: {wall:.1f} s "
+          f"for {len(results)} cells ({run.stats.searched} checked again under a found conversion); workers spawned "
+          f"{run.stats.spawned} for {environments} environments ({run.stats.spawned / environments:.2f}x); their "
+          f"imports {imports:.1f} s, compute {sum(work.values()):.1f} s; ratio to the import floor {wall / floor:.2f}, "
+          f"to imports + compute {wall / (floor + sum(work.values())):.2f}")
+    for library, entry in sorted(run.stats.by_library.items()):
+        print(f"  {library}: {entry['workers']} workers, imports {entry['import']:.1f} s, produce "
+              f"{entry['produce']:.1f} s, consume {entry['consume']:.1f} s")
+    return wall
 
 
 def _fresh_recipes(plan, folder: Path):

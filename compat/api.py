@@ -14,6 +14,9 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from packaging.version import Version
 
 from compat import PACKAGE_ROOT
 from compat.host.bisect import change_points
@@ -21,7 +24,7 @@ from compat.host.environments import EnvironmentBuilder
 from compat.host.history import changes, load_report
 from compat.host.install_checks import try_install
 from compat.host.locate import describe, find_cache, find_matrix
-from compat.host.matrix import Matrix, VersionSelector, parse_selector
+from compat.host.matrix import LibrarySpec, Matrix, VersionSelector, parse_selector
 from compat.host.matrix_file import load_matrix
 from compat.host.outcome import CellResult
 from compat.host.pipconfig import read_index_settings
@@ -32,7 +35,7 @@ from compat.host.report.reading import lead_sentence, unreleased_lead
 from compat.host.runner import Run, RunOptions
 from compat.host.store import default_cache_dir
 from compat.host.survey import ChangePoint, find_changes, signature
-from compat.host.upgrade import Upgrade, write_upgraded
+from compat.host.upgrade import CARRIED, Upgrade, write_upgraded
 from compat.host.user import (
     UserCheckpoint,
     infer_renames,
@@ -84,7 +87,9 @@ def prepare(matrix_path: Path | str | None = None, cache_dir: Path | None = None
 def survey(library_name: str, spec: str | None, matrix_path: Path | str | None = None,
            cache_dir: Path | None = None, grid: int = 16, options: RunOptions | None = None,
            ) -> tuple[list[ChangePoint], int, list[str]]:
-    """Change points of a library's layout/outputs across the releases in ``spec`` (default: all stable ones)."""
+    """Change points of a library's layout/outputs across the releases in ``spec`` (default: all stable ones), as
+    saved (no conversion is searched: a rename is a change point)."""
+    options = dataclasses.replace(options or RunOptions(), search=False)
     matrix_path = find_matrix(matrix_path).path
     cache_dir = (cache_dir or default_cache_dir(matrix_path)).resolve()
     matrix = load_matrix(matrix_path)
@@ -129,7 +134,9 @@ def bisect(library_name: str | None, recipe: str | None, good: str | None, bad: 
            matrix_path: Path | str | None = None, cache_dir: Path | None = None, options: RunOptions | None = None,
            checkpoint: UserCheckpoint | None = None) -> Bisection:
     """Every release from ``good`` up to ``bad`` where a checkpoint saved with ``good`` (the recipe's, or the user's
-    own ``checkpoint``) is read with another verdict than by the release before it."""
+    own ``checkpoint``) is read with another verdict than by the release before it, as saved: no conversion is
+    searched (where a checkpoint stops loading is the question; ``check`` says what converts)."""
+    options = dataclasses.replace(options or RunOptions(), search=False)
     matrix_path = find_matrix(matrix_path).path
     cache_dir = (cache_dir or default_cache_dir(matrix_path)).resolve()
     matrix = load_matrix(matrix_path)
@@ -177,49 +184,58 @@ def bisect(library_name: str | None, recipe: str | None, good: str | None, bad: 
 def check(checkpoint: UserCheckpoint, against: list[str], matrix_path: Path | str | None = None,
           cache_dir: Path | None = None, options: RunOptions | None = None) -> tuple[Run, list[CellResult]]:
     """Load a user's own checkpoint in each release that ``against`` names (versions, ``latest``, ranges), against
-    its outputs in the release it was saved with."""
+    its outputs in the release it was saved with; where a release refuses it, the conversion search runs."""
+    return _check(checkpoint, lambda library: _selectors(against, "--against"), matrix_path, cache_dir, options)
+
+
+def _check(checkpoint: UserCheckpoint, targets: Callable[[LibrarySpec], tuple[VersionSelector, ...]],
+           matrix_path: Path | str | None, cache_dir: Path | None,
+           options: RunOptions | None) -> tuple[Run, list[CellResult]]:
     matrix_path = find_matrix(matrix_path).path
     cache_dir = (cache_dir or default_cache_dir(matrix_path)).resolve()
     library, matrix, recipe, user = user_library(load_matrix(matrix_path), checkpoint)
     index = read_index_settings()
     releases = fetch_releases(library.package, index.index_url, cache_dir)
     saved_with = _one_version(releases, checkpoint.saved_with, "--saved-with")
-    plan, _ = plan_for(matrix, library, (VersionSelector("exact", saved_with),) + _selectors(against, "--against"),
+    plan, _ = plan_for(matrix, library, (VersionSelector("exact", saved_with),) + targets(library),
                        index, cache_dir, lambda found: [Cell(library.name, recipe, saved_with, v) for v in found])
     builder = EnvironmentBuilder(cache_dir, index)
     run = Run(plan, builder, cache_dir, options, user=user)
     results = run.execute()
     refuse_unloadable(run, library.name, saved_with, recipe)
-    # where keys moved, try the renames they suggest: a cell that then agrees is "converted", with the rule
-    rules = {r.cell: {"rename": renames} for r in results
-             if r.verdict == "incompatible" and (renames := infer_renames(r.finding))}
-    if rules:
-        retried = {r.cell: r for r in Run(plan, builder, cache_dir, options, user=user, rules=rules).execute(
-            {(cell.library, cell.consumer) for cell in rules}) if r.cell in rules}
-        for index_, result in enumerate(results):
-            attempt = retried.get(result.cell)
-            if attempt is not None and attempt.verdict == "converted":
-                results[index_] = attempt
-            elif attempt is not None:
-                result.finding["rule_tried"] = {"rule": attempt.finding.get("rule"), "verdict": attempt.verdict,
-                                                "summary": attempt.summary}
     return run, results
 
 
+NEWEST_EXACT = "newest-exact"
+
+
 def upgrade(checkpoint: UserCheckpoint, to: str, out: Path, matrix_path: Path | str | None = None,
-            cache_dir: Path | None = None, options: RunOptions | None = None) -> Upgrade:
-    """Rewrite a user's checkpoint for release ``to`` (a version or ``latest``), only after ``check`` verified that
-    it loads there with the same outputs as in the release it was saved with (with the renames that made them agree,
-    if any); otherwise write nothing (``Upgrade.written`` is None; ``what_is_lost`` says why)."""
+            cache_dir: Path | None = None, options: RunOptions | None = None, accept_lossy: bool = False) -> Upgrade:
+    """Rewrite a user's checkpoint for release ``to`` (a version, ``latest``, or ``newest-exact``: the newest of the
+    matrix's releases of the library, from the one it was saved with on, that it reaches exactly), only after
+    ``check`` verified that it loads there with the same outputs as in the release it was saved with (with the
+    conversion that made them agree, if any); otherwise write nothing (``Upgrade.written`` is None;
+    ``what_is_lost`` says why), unless ``accept_lossy`` and the best conversion found loads there (``lossy``)."""
+    if to == NEWEST_EXACT:
+        def releases(library: LibrarySpec) -> tuple[VersionSelector, ...]:
+            return tuple(s for s in library.versions if s.kind in ("exact", "latest", "range"))
+        _, results = _check(checkpoint, releases, matrix_path, cache_dir, options)
+        newer = [r for r in results if Version(r.cell.consumer) >= Version(r.cell.producer)]
+        reached = [r for r in newer if r.verdict in CARRIED]
+        if not reached:
+            raise CompatError(f"{checkpoint.path}: no release of the matrix reads it exactly, not even "
+                              f"{checkpoint.saved_with}")
+        best = max(reached, key=lambda r: Version(r.cell.consumer))
+        return dataclasses.replace(write_upgraded(checkpoint, best, out), checked=newer)
     _, results = check(checkpoint, [to], matrix_path, cache_dir, options)
-    targets = [r for r in results if r.cell.consumer != r.cell.producer] or results  # check also reloads at home
-    if len(targets) != 1:
-        raise CompatError(f"--to: expected one release, got {to!r} ({len(targets)} releases)")
+    targets_ = [r for r in results if r.cell.consumer != r.cell.producer] or results  # check also reloads at home
+    if len(targets_) != 1:
+        raise CompatError(f"--to: expected one release, got {to!r} ({len(targets_)} releases)")
     home = next((r for r in results if r.cell.consumer == r.cell.producer), None)
     if home is not None and home.verdict not in ("identical", "equivalent"):
         raise CompatError(f"{checkpoint.path}: it does not load in {home.cell.producer}, the release it was saved "
                           f"with: {home.summary}")
-    return write_upgraded(checkpoint, targets[0], out)
+    return write_upgraded(checkpoint, targets_[0], out, accept_lossy)
 
 
 def _selectors(texts: list[str], flag: str) -> tuple[VersionSelector, ...]:
@@ -345,7 +361,7 @@ def _report_key(session: Session, baseline_path: Path | None) -> str:
         digest.update(path.read_bytes())
     if baseline_path:
         digest.update(Path(baseline_path).read_bytes())
-    digest.update(json.dumps([session.plan.matrix.path.name, session.shard]).encode())
+    digest.update(json.dumps([session.plan.matrix.path.name, session.shard, session.run.options.search]).encode())
     for cell in session.plan.cells:
         digest.update(f"{cell.id}|{session.run.result_path(cell).name}|".encode())
     for check in session.plan.install_checks:

@@ -12,6 +12,7 @@ from compat.api import bisect, check, prepare, run_and_report, survey
 from compat.host.history import changes, load_report, merge
 from compat.host.report import counts, write_report
 from compat.host.runner import RunOptions
+from compat.host.search import rule_lines
 from compat.options import build_parser
 from compat.shared.errors import CompatError
 
@@ -37,7 +38,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         session = prepare(args.matrix, args.cache_dir, args.select, args.shard,
                           RunOptions(jobs=args.jobs, threads=args.threads, timeout=args.timeout,
-                                     memory_mb=args.worker_memory), args.unreleased, args.artifacts)
+                                     memory_mb=args.worker_memory, search=args.search), args.unreleased,
+                          args.artifacts)
         outcome = run_and_report(session, Path(args.out), args.baseline)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
@@ -193,16 +195,18 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{result.cell.producer} -> {result.cell.consumer}: {result.verdict}: {result.summary}")
         for line in evidence_lines(result.finding):
             print(f"    {line}")
-        rule = (result.finding.get("rule") or {}).get("rename")
+        rule = result.finding.get("rule") or {}
         if result.verdict == "converted" and rule:
-            rules[result.cell.consumer] = {"rename": rule}
-            for old, new in list(rule.items())[:10]:
-                print(f"    rule: rename {old} -> {new}")
-        elif result.verdict not in ("identical", "equivalent"):
+            rules[result.cell.consumer] = rule
+            for line in rule_lines(rule)[:12]:
+                print(f"    rule: {line}")
+        elif result.verdict not in ("identical", "equivalent", "lossy"):
             for old, new in probable_renames(result.finding.get("keys", {}))[:10]:
                 print(f"    probable rename: {old} -> {new}")
-        if result.finding.get("rule_tried"):
-            print(f"    tried those renames: {result.finding['rule_tried']['summary']}")
+        tried = result.finding.get("search") or {}
+        if tried.get("summary"):
+            print(f"    the conversion the search tried ({', '.join(rule_lines(tried['rule'] or {})[:3])} ...) "
+                  f"settled nothing: {tried['summary']}")
     if args.rules_out:
         for path in write_rule_files(args.rules_out, results[0].cell.producer, rules):
             print(f"compat: rules written to {path} (read by compat convert --rules)")
@@ -220,23 +224,35 @@ def _upgrade(args: argparse.Namespace) -> int:
 
     try:
         checkpoint = _read_user_checkpoint(args, args.checkpoint)
-        done = upgrade(checkpoint, args.to, args.out, args.matrix, args.cache_dir)
+        done = upgrade(checkpoint, args.to, args.out, args.matrix, args.cache_dir, accept_lossy=args.accept_lossy)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
+    for tried in done.checked:  # --to newest-exact: every release of the matrix, then the newest reached exactly
+        print(f"{tried.cell.producer} -> {tried.cell.consumer}: {tried.verdict}: {tried.summary}")
+    if done.checked:
+        print(f"compat: the newest release it reaches exactly: {done.target}")
     result = done.result
-    print(f"{result.cell.producer} -> {result.cell.consumer}: {result.verdict}: {result.summary}")
+    if not done.checked:
+        print(f"{result.cell.producer} -> {result.cell.consumer}: {result.verdict}: {result.summary}")
+    if done.written and result.underlying == "lossy":
+        print(f"compat: wrote {done.written} (--accept-lossy): it loads in {done.target}, but it is not the model "
+              "it was; what is lost:")
+        for line in what_is_lost(result) + [f"rule: {line}" for line in rule_lines(done.rule or {})]:
+            print(f"    {line}")
+        return 0
     if done.written:
-        renames = (done.rule or {}).get("rename") or {}
-        how = f" with {len(renames)} renames" if renames else " as it is"
+        steps = rule_lines(done.rule or {})
+        how = f" with a conversion of {len(steps)} steps" if steps else " as it is"
         print(f"compat: wrote {done.written}: loads in {done.target}{how}, outputs verified in both releases; its "
               f"metadata names {done.target} and the constructor arguments")
-        for old, new in list(renames.items())[:10]:
-            print(f"    rename {old} -> {new}")
+        for line in steps[:12]:
+            print(f"    {line}")
         return 0
     for line in evidence_lines(result.finding):
         print(f"    {line}")
-    print(f"compat: not written: no verified conversion to {done.target}; what does not carry over:")
+    lossy = " (--accept-lossy writes the best one found)" if result.underlying == "lossy" else ""
+    print(f"compat: not written: no verified conversion to {done.target}{lossy}; what does not carry over:")
     for line in what_is_lost(result):
         print(f"    {line}")
     return 1

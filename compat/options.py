@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     run.add_argument("--timeout", type=float, help="seconds a worker may go without progress (default: matrix)")
     run.add_argument("--worker-memory", type=int, help="address-space limit per worker, in MB")
+    run.add_argument("--no-search", dest="search", action="store_false",
+                     help="do not search for a conversion where a release refuses a checkpoint's keys (the cells "
+                          "stay as the plain load left them)")
     survey_parser = commands.add_parser("survey", help="find the releases where saved layouts or outputs change")
     survey_parser.add_argument("library")
     survey_parser.add_argument("--range", dest="spec", help="releases to survey, e.g. '>=0.28.4' (default: all)")
@@ -74,9 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade_parser = commands.add_parser("upgrade", help="rewrite your checkpoint for another release, verified")
     upgrade_parser.add_argument("checkpoint", type=Path, help="a .safetensors state dict (or a torch.save file, "
                                 "with --allow-pickle)")
-    upgrade_parser.add_argument("--to", required=True, help="the release to load it with: a version or 'latest'")
+    upgrade_parser.add_argument("--to", required=True, help="the release to load it with: a version, 'latest', or "
+                                "'newest-exact' (the newest of the matrix's releases it reaches exactly)")
     upgrade_parser.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors file to write")
     upgrade_parser.add_argument("--library", help="default: from the checkpoint's compat metadata")
+    upgrade_parser.add_argument("--accept-lossy", action="store_true",
+                                help="write it even when no exact conversion exists and the best one loses values "
+                                     "(said before it is written)")
     _user_checkpoint_options(upgrade_parser)
     upgrade_parser.add_argument("--matrix", help="matrix file that names the library's recipe module and pins")
     upgrade_parser.add_argument("--cache-dir", type=Path)

@@ -42,6 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only the cells unreleased versions (path, git, wheel, sdist entries) read")
     group.addoption("--compat-artifacts", help="a store of release artifacts: read instead of building releases, "
                     "and added to (see compat run --artifacts)")
+    group.addoption("--compat-no-search", action="store_true",
+                    help="do not search for a conversion where a release refuses a checkpoint's keys")
     group.addoption("--compat-shard", help="run shard i/n of the matrix (consumer environments split round-robin)")
     group.addoption("--compat-baseline", help="a previous report.json; --compat-report then leads with the changes")
 
@@ -95,7 +97,8 @@ class MatrixFile(pytest.File):
                               artifacts=Path(config.getoption("compat_artifacts")).resolve()
                               if config.getoption("compat_artifacts") else None,
                               options=RunOptions(jobs=config.getoption("compat_jobs"),
-                                                 timeout=config.getoption("compat_timeout")))
+                                                 timeout=config.getoption("compat_timeout"),
+                                                 search=not config.getoption("compat_no_search")))
         except CompatError as exc:
             raise self.CollectError(str(exc)) from None
         config.stash[SESSION] = session

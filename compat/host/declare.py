@@ -1,5 +1,5 @@
 """Propose known-break declarations from a report: the smallest set of (producer range x consumer range) rectangles
-that covers exactly the cells whose underlying verdict is diverged or incompatible.
+that covers exactly the cells whose underlying verdict is lossy, diverged or incompatible.
 
 A declaration must never cover a good cell (that cell would fail as a stale known break), so rectangles follow the
 grid: cells are split by cause (a release fails on the recipe, the layout changed, or the outputs diverged); for each
@@ -54,7 +54,7 @@ def propose(cells: list[dict], source: str | None = None, tag_prefix: str = "") 
     return declarations
 
 
-CAUSES = ("broken", "layout", "diverged")
+CAUSES = ("broken", "layout", "lossy", "diverged")
 
 
 def cause(cell: dict) -> str | None:
@@ -63,7 +63,7 @@ def cause(cell: dict) -> str | None:
         return None
     if cell["evidence"].get("status") == "broken":
         return "broken"
-    return "diverged" if cell["underlying"] == "diverged" else "layout"
+    return cell["underlying"] if cell["underlying"] in ("diverged", "lossy") else "layout"
 
 
 def _rectangles(versions: list[str], grid: dict, kind: str) -> list[tuple[int, int, int, int]]:

@@ -30,6 +30,7 @@ class RunStats:
     spawned: int = 0
     produced: int = 0
     consumed: int = 0
+    searched: int = 0  # cells checked again under a conversion the search proposed
     seconds: float = 0.0
     import_seconds: list = field(default_factory=list)
     # per library: worker imports, and the recipes' own produce and consume time measured inside the workers (the

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from compat.host import search
 from compat.host.artifact_store import ArtifactStore, ReleaseArtifacts
 from compat.host.environments import Environment, EnvironmentBuilder
 from compat.host.outcome import CellResult, RunStats
@@ -45,6 +46,7 @@ class RunOptions:
     memory_mb: int | None = None
     idle_budget_mb: float | None = None
     timeout: float | None = None
+    search: bool = True  # try a conversion for cells whose keys do not fit (search.py)
     progress: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
 
 
@@ -67,6 +69,7 @@ class Run:
         self.worker_errors: dict[EnvKey, str] = {}
         self.environments: dict[EnvKey, Environment] = {}
         self.stats = RunStats()
+        self._searched: dict[Cell, dict | None] = {}
         self._done: set[EnvKey] = set()
         self._condition = threading.Condition()
         self._busy = OrderedSlots(max(1, self.options.jobs))
@@ -92,11 +95,31 @@ class Run:
 
     @functools.lru_cache(maxsize=None)  # noqa: B019
     def result_path(self, cell: Cell) -> Path:
+        return self._result_path(cell, self.rule_for(cell))
+
+    def search_path(self, cell: Cell) -> Path:
+        """Where the finding of the cell under its searched conversion is kept (``search_rule``)."""
+        return self._result_path(cell, self.search_rule(cell))
+
+    def _result_path(self, cell: Cell, rule: dict | None) -> Path:
         stored = self.stored and self.stored.stored(cell.library, cell.producer, cell.recipe)
         artifact = stored.identity if stored else self.artifact_dir(cell.library, cell.producer, cell.recipe).name
-        rule = rule_text(self.rule_for(cell))
         return self.store.result(cell.library, cell.recipe, self.env_keys[(cell.library, cell.consumer)], artifact,
-                                 self.code[cell.library], rule)
+                                 self.code[cell.library], rule_text(rule))
+
+    def search_rule(self, cell: Cell) -> dict | None:
+        """The conversion the search tries for ``cell``: only where no rule was given, and its finding (as saved)
+        is a strict load whose keys did not fit. Known once the cell's own finding is."""
+        if cell not in self._searched:
+            finding = self.results.get(cell.library, self.result_path(cell))
+            if finding is None:
+                return None  # not checked yet: ask again after
+            tried = self.options.search and self.rule_for(cell) is None and finding.get("kind") == "state-dict"
+            self._searched[cell] = search.candidate(finding) if tried and finding.get("status") == "ok" else None
+        return self._searched[cell]
+
+    def _needs_search(self, cell: Cell) -> bool:
+        return self.search_rule(cell) is not None and not self.results.has(cell.library, self.search_path(cell))
 
     def rule_for(self, cell: Cell) -> dict | None:
         if cell in self.rules:
@@ -118,7 +141,7 @@ class Run:
             if (not self._has_artifact(*producer, cell.recipe) and cell.recipe not in produce.get(producer, [])
                     and not self.stored_problem(*producer, cell.recipe)):
                 produce.setdefault(producer, []).append(cell.recipe)
-            if not self.results.has(cell.library, self.result_path(cell)):
+            if not self.results.has(cell.library, self.result_path(cell)) or self._needs_search(cell):
                 consume.setdefault((cell.library, cell.consumer), []).append(cell)
         # threads start in the order they take busy slots: the first ones to arrive take free slots unopposed
         active = sorted(set(produce) | set(consume), key=lambda key: self._order[key])
@@ -234,6 +257,27 @@ class Run:
         self.options.progress(f"compat: {key[0]}=={key[1]}: produced {len(recipes)} artifacts")
 
     def _consume(self, worker: WorkerProcess, key: EnvKey, cells: list[Cell]) -> None:
+        """Check the cells, then, in the same worker, the conversions the search proposes for those that refused."""
+        unchecked = [cell for cell in cells if not self.results.has(cell.library, self.result_path(cell))]
+        if unchecked:
+            self._check(worker, key, [(cell, self.rule_for(cell), self.result_path(cell)) for cell in unchecked],
+                        f"checking {len(unchecked)} cells")
+        searched = [cell for cell in cells if self._needs_search(cell)]
+        if searched:
+            self._check(worker, key, [(cell, self.search_rule(cell), self.search_path(cell)) for cell in searched],
+                        f"trying a conversion for {len(searched)} cells")
+        with self._lock:
+            self.stats.consumed += len(unchecked)
+            self.stats.searched += len(searched)
+            self._finished += 1
+            finished = self._finished
+        searching = f", a conversion for {len(searched)}" if searched else ""
+        self.options.progress(
+            f"compat: [{finished}/{self._consumers}] {key[0]}=={key[1]}: checked {len(unchecked)} cells{searching}")
+
+    def _check(self, worker: WorkerProcess, key: EnvKey, entries: list[tuple[Cell, dict | None, Path]],
+               doing: str) -> None:
+        """One consume command: each cell with the rule it is loaded under and where its finding goes."""
         library = self.plan.matrix.libraries[key[0]]
         completed = []
 
@@ -244,23 +288,17 @@ class Run:
         command = {"cmd": "consume", "fixtures": str(library.fixtures), "user": self.user, "cells": [
             {"id": cell.id, "recipe": cell.recipe, "producer": cell.producer, "consumer": cell.consumer,
              "artifact": str(self.artifact_dir(cell.library, cell.producer, cell.recipe)),
-             "result": str(self.result_path(cell)), "rule": self.rule_for(cell)} for cell in cells]}
-        for cell in cells:
-            self.result_path(cell).parent.mkdir(parents=True, exist_ok=True)
+             "result": str(path), "rule": rule} for cell, rule, path in entries]}
+        for _, _, path in entries:
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            worker.send(command, f"checking {len(cells)} cells with {key[0]}=={key[1]}", on_event)
+            worker.send(command, f"{doing} with {key[0]}=={key[1]}", on_event)
         except WorkerFailure as exc:
-            raise WorkerFailure(f"{exc}\n(while checking {cells[min(len(completed), len(cells) - 1)].id})") from None
-        consumed = sum(float((self.results.get(key[0], self.result_path(cell)) or {}).get("seconds", 0.0))
-                       for cell in cells)
+            stopped = entries[min(len(completed), len(entries) - 1)][0]
+            raise WorkerFailure(f"{exc}\n(while checking {stopped.id})") from None
+        consumed = sum(float((self.results.get(key[0], path) or {}).get("seconds", 0.0)) for _, _, path in entries)
         with self._lock:
-            self.stats.consumed += len(cells)
             self.stats.add(key[0], "consume", consumed)
-        with self._lock:
-            self._finished += 1
-            finished = self._finished
-        self.options.progress(
-            f"compat: [{finished}/{self._consumers}] {key[0]}=={key[1]}: checked {len(cells)} cells")
 
     def _keep_idle(self, worker: WorkerProcess) -> bool:
         """Keep a worker that has produced for consumption while what idle workers hold fits ``idle_budget_mb`` (a
@@ -288,8 +326,11 @@ class Run:
     def _judge(self, cell: Cell) -> CellResult:
         library = self.plan.matrix.libraries[cell.library]
         finding = self._finding(cell)
+        searched = self.results.get(cell.library, self.search_path(cell)) if self.search_rule(cell) else None
         known = library.known_break(cell.recipe, cell.producer, cell.consumer)
-        judgement = judge(finding, library.recipes[cell.recipe], known)
+        unreleased = (cell.library, cell.consumer) in self.plan.sources  # must read releases' files as saved
+        judgement = judge(finding, library.recipes[cell.recipe], known, searched, search_decides=not unreleased)
+        finding = judgement.finding or finding
         known_json = None if known is None else {
             "reason": known.reason, "link": known.link, "upstream": known.upstream, "declared_at": known.where}
         return CellResult(cell, judgement.verdict, judgement.underlying, judgement.summary, finding, known_json,

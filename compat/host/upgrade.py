@@ -11,11 +11,12 @@ and where it came from, so the next upgrade needs no arguments.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from compat.host.keydiff import convert, open_checkpoint
 from compat.host.outcome import CellResult
+from compat.host.search import invented_tensors, lost_tensors
 from compat.host.user import UserCheckpoint
 from compat.shared.rules import RuleSet
 from compat.shared.stamp import PREFIX
@@ -29,18 +30,20 @@ class Upgrade:
     result: CellResult
     written: Path | None
     rule: dict | None
+    checked: list[CellResult] = field(default_factory=list)  # every release tried (``--to newest-exact``)
 
     @property
     def carried(self) -> bool:
         return self.result.verdict in CARRIED
 
 
-def write_upgraded(checkpoint: UserCheckpoint, result: CellResult, out: Path) -> Upgrade:
-    """Write ``checkpoint`` for ``result``'s consumer release if the cell carried it (with its rule, if any)."""
+def write_upgraded(checkpoint: UserCheckpoint, result: CellResult, out: Path, accept_lossy: bool = False) -> Upgrade:
+    """Write ``checkpoint`` for ``result``'s consumer release if the cell carried it (with its rule, if any), or,
+    with ``accept_lossy``, if the best conversion found loads there but loses what ``what_is_lost`` says."""
     target = result.cell.consumer
-    if result.verdict not in CARRIED:
+    if result.verdict not in CARRIED and not (accept_lossy and result.underlying == "lossy"):
         return Upgrade(target, result, None, None)
-    rule = result.finding.get("rule") if result.verdict == "converted" else None
+    rule = result.finding.get("rule") if result.underlying in ("converted", "lossy") else None
     rules = RuleSet.from_data(rule or {}, "the verified rule")
     stamp = {PREFIX + "library": checkpoint.library, PREFIX + "version": target,
              PREFIX + "config": json.dumps(checkpoint.config, sort_keys=True),
@@ -64,7 +67,16 @@ def what_is_lost(result: CellResult) -> list[str]:
     for name, stats in (finding.get("outputs") or {}).items():
         if isinstance(stats, dict) and "max_abs" in stats:
             lines.append(f"output {name}: max abs {stats['max_abs']}, cosine {stats.get('cosine')}")
-    tried = finding.get("rule_tried")
-    if tried:
-        lines.append(f"the renames the shapes suggest were tried: {tried['verdict']}: {tried['summary']}")
+    lost, invented = lost_tensors(finding), invented_tensors(finding.get("rule"))
+    if result.underlying == "lossy":
+        lines.insert(0, "no exact conversion was found; the best one loads in the target release, but:")
+    if lost:
+        lines.append(f"it drops {len(lost)} tensors that hold values: " + ", ".join(lost[:8])
+                     + (" ..." if len(lost) > 8 else ""))
+    if invented:
+        lines.append(f"it adds {len(invented)} tensors the checkpoint never had (a norm's scale 1, else 0): "
+                     + ", ".join(invented[:8]) + (" ..." if len(invented) > 8 else ""))
+    tried = finding.get("search") or {}
+    if tried.get("summary"):
+        lines.append(f"the conversion the search tried settled nothing: {tried['verdict']}: {tried['summary']}")
     return lines or [result.summary]

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from compat.host.kinds import KINDS
 from compat.host.kinds.common import headline
 from compat.host.matrix import KnownBreak, RecipeSpec
+from compat.host.search import invented_tensors, lost_tensors, rule_summary
 
-LADDER = ("identical", "equivalent", "converted", "known-break", "diverged", "incompatible", "not-applicable",
-          "error")
+LADDER = ("identical", "equivalent", "converted", "known-break", "lossy", "diverged", "incompatible",
+          "not-applicable", "error")
 GOOD = frozenset({"identical", "equivalent", "converted"})
-BAD = frozenset({"diverged", "incompatible"})
+BAD = frozenset({"lossy", "diverged", "incompatible"})
 RED = BAD | {"error"}  # what fails a run unless declared
 READS = frozenset({"identical", "equivalent"})  # a release reads a checkpoint as saved
 
@@ -25,6 +26,7 @@ MEANING = {
     "equivalent": "loads; outputs within tolerance",
     "converted": "loads and agrees only after a conversion rule",
     "known-break": "an incompatibility declared in the matrix (the verdict underneath is shown)",
+    "lossy": "loads only after a conversion that drops values or invents tensors, and the outputs differ",
     "diverged": "loads, but outputs differ: the silent break",
     "incompatible": "refuses to load (keys, shapes) or to run",
     "not-applicable": "the recipe cannot be built in one of the two releases",
@@ -38,6 +40,7 @@ class Judgement:
     underlying: str  # the verdict before known breaks were applied
     summary: str
     stale_known_break: bool = False  # declared as broken, but it no longer breaks
+    finding: dict | None = None  # the finding the verdict rests on, when it is not the cell's own (the search's)
 
 
 def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
@@ -53,13 +56,42 @@ def raw_verdict(finding: dict, recipe: RecipeSpec) -> tuple[str, str]:
     return kind.judge(finding, recipe)
 
 
-def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None) -> Judgement:
+def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None,
+          searched: dict | None = None, search_decides: bool = True) -> Judgement:
+    """The cell's verdict; ``searched`` is its finding under the conversion the search proposed (``search.py``),
+    which decides a cell the plain load left red: ``converted`` when the outputs then agree, ``lossy`` when the
+    conversion loads but had to drop values and the outputs differ. Where it must not decide (unreleased code is to
+    read what releases saved as saved: a conversion users would have to run is still a break), it is evidence only."""
     underlying, summary = raw_verdict(finding, recipe)
+    shown = None
+    if searched is not None and underlying in BAD:
+        found = searched_verdict(searched, recipe)
+        tried = {"rule": searched.get("rule"), "verdict": found[0] if found else raw_verdict(searched, recipe)[0],
+                 "before": summary}
+        if found and search_decides:
+            (underlying, summary), shown = found, dict(searched, search=tried)
+        else:
+            tried["summary"] = found[1] if found else raw_verdict(searched, recipe)[1]
+            shown = dict(finding, search=tried)
+            if found:
+                summary += f"; {found[0]} with the conversion the search found ({rule_summary(tried['rule'] or {})})"
     if known_break is None:
-        return Judgement(underlying, underlying, summary)
+        return Judgement(underlying, underlying, summary, finding=shown)
     if underlying in BAD:
-        return Judgement("known-break", underlying, f"{underlying}: {summary}")
-    return Judgement(underlying, underlying, summary, stale_known_break=underlying in GOOD)
+        return Judgement("known-break", underlying, f"{underlying}: {summary}", finding=shown)
+    return Judgement(underlying, underlying, summary, stale_known_break=underlying in GOOD, finding=shown)
 
 
-__all__ = ["BAD", "GOOD", "LADDER", "MEANING", "READS", "RED", "Judgement", "headline", "judge", "raw_verdict"]
+def searched_verdict(searched: dict, recipe: RecipeSpec) -> tuple[str, str] | None:
+    """``converted`` or ``lossy`` from a finding under a searched conversion; None when it settled nothing (the
+    conversion did not load, or it dropped no values and still disagrees: names paired wrongly, or behaviour moved
+    beyond the layout, which the finding's ``search`` says)."""
+    verdict, summary = raw_verdict(searched, recipe)
+    if verdict == "converted":
+        return "converted", f"{summary} (a conversion the search found)"
+    lost, invented = lost_tensors(searched), invented_tensors(searched.get("rule"))
+    if verdict != "diverged" or not lost:
+        return None
+    added = f", adds {len(invented)} tensors the producer never had" if invented else ""
+    return "lossy", (f"no exact conversion found: the best one loads, but it drops {len(lost)} tensors holding values "
+                     f"({'; '.join(lost[:3])}{' ...' if len(lost) > 3 else ''}){added}; {summary}")

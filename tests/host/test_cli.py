@@ -26,9 +26,15 @@ def run_matrix(tmp_path, cache_dir, text: str) -> subprocess.CompletedProcess:
 
 
 def test_run_writes_the_three_reports(tmp_path, cache_dir):
+    """0.33.0 renamed the feed-forward keys: the plain loads are refused, and the search finds and verifies the
+    renames both ways (``--no-search`` leaves the refusals, red)."""
     result = run_matrix(tmp_path, cache_dir, decoder_matrix(["0.30.0", "0.33.0"]))
-    assert result.returncode == 1, result.stderr  # red cells that the matrix does not declare
-    assert "4 cells: identical 2, incompatible 2" in result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "4 cells: identical 2, converted 2" in result.stdout
+    assert (tmp_path / "out" / "conversions.yaml").is_file()
+    plain = compat("run", "--matrix", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "plain"), "--cache-dir",
+                   str(cache_dir), "--no-search")
+    assert plain.returncode == 1 and "4 cells: identical 2, incompatible 2" in plain.stdout, plain.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     for cell in report["cells"]:
         assert {"library", "recipe", "producer", "consumer", "verdict", "evidence"} <= set(cell)
@@ -93,7 +99,7 @@ def test_a_bug_in_compat_is_one_line_not_a_traceback(tmp_path):
 
 def test_a_rerun_with_nothing_changed_keeps_the_report_and_a_changed_matrix_rewrites_it(tmp_path, cache_dir):
     matrix = tmp_path / "m.yaml"
-    text = decoder_matrix(["0.30.0", "0.33.0"])
+    text = decoder_matrix(["0.28.4", "0.29.0"])  # attention shapes changed: nothing converts
     matrix.write_text(text)
     arguments = ["run", "--matrix", str(matrix), "--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir)]
     first = compat(*arguments)
@@ -103,8 +109,8 @@ def test_a_rerun_with_nothing_changed_keeps_the_report_and_a_changed_matrix_rewr
     assert again.returncode == 1 and "nothing changed since the report" in again.stdout
     assert "4 cells: identical 2, incompatible 2" in again.stdout
     assert (tmp_path / "out" / "report.json").stat().st_mtime_ns == written
-    matrix.write_text(text + "    known_breaks:\n      - {producers: '0.30.0', consumers: '0.33.0', reason: renamed}\n"
-                             "      - {producers: '0.33.0', consumers: '0.30.0', reason: renamed}\n")
+    matrix.write_text(text + "    known_breaks:\n      - {producers: '0.28.4', consumers: '0.29.0', reason: reshaped}\n"
+                             "      - {producers: '0.29.0', consumers: '0.28.4', reason: reshaped}\n")
     declared = compat(*arguments)
     assert declared.returncode == 0 and "report written to" in declared.stdout, declared.stderr
     assert "known-break 2" in declared.stdout

@@ -58,7 +58,7 @@ def test_the_report_leads_with_a_summary_and_groups_identical_evidence():
     cells += [cell("1.0", "2.0", "diverged", evidence=diverged), cell("1.0", "1.0", "identical")]
     text = markdown(build_report(cells, {}, "m.yaml", "2.13.0"))
     assert text.index("## Summary") < text.index("## lib / r") < text.index("## Evidence")
-    assert "| lib | 20 | 1 | 0 | 1 | 0 | 0 | 18 | 0 |" in text and "**19 red cells are not declared" in text
+    assert "| lib | 20 | 1 | 0 | 0 | 1 | 0 | 0 | 18 | 0 |" in text and "**19 red cells are not declared" in text
     evidence = text.split("## Evidence")[1]
     assert evidence.index("diverged") < evidence.index("error")  # the silent break first
     assert evidence.count("consumer worker failed: exit code 1") == 1  # one block for the 18 cells
@@ -108,3 +108,25 @@ def test_the_report_leads_with_what_unreleased_code_breaks():
     assert ("lib 2.0+worktree (path /src/lib) reads the checkpoints of every release it was checked against "
             "(2 cells)") in markdown(build_report(fine, environments, "m.yaml", "2.13.0"))
     assert "Unreleased versions" not in markdown(build_report(cells[:3], {"lib": {"1.0": {}}}, "m.yaml", "2.13.0"))
+
+
+def test_conversions_the_search_found_are_listed_once_per_rule_and_written_as_data(tmp_path):
+    import yaml
+
+    renames = {"rename": {"net.w": "ff.w"}}
+    lossy = {"rename": {"n.weight": "n.gamma"}, "steps": [{"op": "drop", "key": "n.bias", "shape": [4]}]}
+    searched = {"search": {"rule": renames, "verdict": "converted", "before": "1 missing"}, "rule": renames}
+    cells = [cell("1.0", "2.0", "converted", evidence=searched), cell("1.0", "3.0", "converted", evidence=searched),
+             cell("2.0", "3.0", "lossy", evidence={"search": {"rule": lossy, "verdict": "lossy"}, "rule": lossy}),
+             cell("1.0", "1.0", "identical")]
+    report = build_report(cells, {}, "m.yaml", "2.13.0")
+    text = markdown(report)
+    assert "**lib** converted: 1 rename (r; 2 release pairs: 1.0 -> 2.0, 1.0 -> 3.0)" in text
+    assert "**lib** lossy: 1 rename, 1 drop (r; 1 release pairs: 2.0 -> 3.0)" in text
+    paths = write_report(report, tmp_path)
+    catalogue = yaml.safe_load((tmp_path / "conversions.yaml").read_text())
+    assert tmp_path / "conversions.yaml" in paths
+    assert catalogue["lib"][0] == {"verdict": "converted", "recipes": ["r"], "pairs": ["1.0 -> 2.0", "1.0 -> 3.0"],
+                                   "rule": renames}
+    write_report(build_report(cells[3:], {}, "m.yaml", "2.13.0"), tmp_path)  # a run with none: no stale file
+    assert not (tmp_path / "conversions.yaml").exists()

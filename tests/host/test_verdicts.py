@@ -143,3 +143,66 @@ def test_another_attention_implementation_that_moves_the_outputs_is_not_equivale
     assert same_bits[0] == "identical" and "loaded differently, outputs bitwise equal" in same_bits[1]
     dtype = {"producer": {"dtype": "float32", "attention": "sdpa"}, "consumer": {"dtype": "bfloat16", "attention": "sdpa"}}
     assert raw_verdict(transformers_finding(loaded_as=dtype, outputs={"logits": stats(1e-6)}), RECIPE)[0] == "diverged"
+
+
+# -- the conversion search decides a cell the plain load left red --------------------------------------------------
+REFUSED = dict(finding(), keys=dict(CLEAN_KEYS, missing=["b.gamma"], unexpected=["b.weight", "b.bias"]),
+               load_error="RuntimeError: Missing key(s) in state_dict")
+SEARCHED_RULE = {"rename": {"b.weight": "b.gamma"}, "steps": [{"op": "drop", "key": "b.bias", "shape": [4]}]}
+
+
+def test_a_searched_conversion_whose_outputs_agree_is_converted_and_its_finding_is_shown():
+    searched = dict(finding(out=stats(0.0, bitwise=True)), rule={"rename": {"b.weight": "b.gamma"}})
+    judged = judge(REFUSED, RECIPE, None, searched)
+    assert (judged.verdict, judged.underlying) == ("converted", "converted")
+    assert judged.finding["rule"] == {"rename": {"b.weight": "b.gamma"}}
+    assert judged.finding["search"]["before"].startswith("1 missing, 2 unexpected")
+
+
+def test_a_searched_conversion_that_drops_values_and_disagrees_is_lossy_and_says_what_is_lost():
+    searched = dict(finding(out=stats(0.5)), rule=SEARCHED_RULE,
+                    rule_notes=["lossy: dropped b.bias (norm 2.1), which is not all zeros"])
+    judged = judge(REFUSED, RECIPE, None, searched)
+    assert judged.verdict == "lossy"
+    assert "b.bias (norm 2.1)" in judged.summary and "max abs 0.5" in judged.summary
+
+
+def test_a_lossy_cell_is_red_unless_declared():
+    known = KnownBreak(SpecifierSet("<1"), SpecifierSet(">=1"), None, "bias dropped", None, "undocumented", "m:3")
+    searched = dict(finding(out=stats(0.5)), rule=SEARCHED_RULE, rule_notes=["lossy: dropped b.bias, which is not "
+                                                                             "all zeros"])
+    judged = judge(REFUSED, RECIPE, known, searched)
+    assert (judged.verdict, judged.underlying) == ("known-break", "lossy")
+
+
+def test_a_conversion_that_lost_nothing_but_disagrees_settles_nothing():
+    """Renames alone that load but move the outputs paired names wrongly (or behaviour moved): not lossy, not
+    converted; the cell stays as the plain load left it, with what was tried."""
+    searched = dict(finding(out=stats(0.5)), rule={"rename": {"b.weight": "b.gamma"}})
+    judged = judge(REFUSED, RECIPE, None, searched)
+    assert judged.verdict == "incompatible"
+    assert judged.finding["search"]["verdict"] == "diverged" and "max abs 0.5" in judged.finding["search"]["summary"]
+
+
+def test_a_declared_break_that_a_searched_conversion_heals_is_stale():
+    known = KnownBreak(SpecifierSet("<1"), SpecifierSet(">=1"), None, "renamed", None, "undocumented", "m.yaml:3")
+    searched = dict(finding(out=stats(0.0, bitwise=True)), rule={"rename": {"b.weight": "b.gamma"}})
+    judged = judge(REFUSED, RECIPE, known, searched)
+    assert judged.verdict == "converted" and judged.stale_known_break
+
+
+def test_a_conversion_that_only_adds_tensors_and_still_disagrees_is_not_called_lossy():
+    """Adding a zero bias the producer's model did not have loses nothing: outputs that still differ come from
+    something else (behaviour), so the cell keeps its plain verdict and says what was tried."""
+    searched = dict(finding(out=stats(0.5)), rule={"steps": [{"op": "add", "key": "b.bias", "shape": [4],
+                                                              "dtype": "F32", "value": 0.0}]})
+    judged = judge(REFUSED, RECIPE, None, searched)
+    assert judged.verdict == "incompatible" and judged.finding["search"]["verdict"] == "diverged"
+
+
+def test_for_unreleased_code_a_found_conversion_is_evidence_not_a_pass():
+    searched = dict(finding(out=stats(0.0, bitwise=True)), rule={"rename": {"b.weight": "b.gamma"}})
+    judged = judge(REFUSED, RECIPE, None, searched, search_decides=False)
+    assert judged.verdict == "incompatible" and "converted with the conversion the search found (1 rename)" in \
+        judged.summary
+    assert judged.finding["keys"]["missing"] == ["b.gamma"] and judged.finding["search"]["verdict"] == "converted"

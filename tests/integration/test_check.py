@@ -142,7 +142,7 @@ def test_upgrade_writes_only_what_was_verified_in_the_target_release(tmp_path, c
     out = tmp_path / "model-0.33.0.safetensors"
     done = compat("upgrade", pickled, "--to", "0.33.0", "-o", out, *given)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "0.30.0 -> 0.33.0: converted" in done.stdout and "with 8 renames" in done.stdout
+    assert "0.30.0 -> 0.33.0: converted" in done.stdout and "with a conversion of 8 steps" in done.stdout
     stamp = read_stamp(out)
     assert stamp["version"] == "0.33.0" and stamp["config"] == CONFIG and stamp["upgraded_from"].startswith("0.30.0")
     # the written file, checked as saved by 0.33.0: it reads there bit for bit, with no rule
@@ -153,4 +153,81 @@ def test_upgrade_writes_only_what_was_verified_in_the_target_release(tmp_path, c
     done = compat("upgrade", pickled, "--to", "2.25.5", "-o", refused, *given)
     assert done.returncode == 1 and not refused.exists(), done.stdout + done.stderr
     assert "compat: not written: no verified conversion to 2.25.5" in done.stdout
-    assert "the target release needs" in done.stdout or "the target release has no place for" in done.stdout
+    assert "it drops 6 tensors that hold values: attn_layers.layers.0.0.0.bias (norm" in done.stdout
+
+
+LOAD_BY_HAND = """
+import json, sys, torch, x_transformers
+from safetensors.torch import load_file
+config = json.loads(sys.argv[2])
+layers = dict(config["attn_layers"]); layers.pop("type")
+model = x_transformers.TransformerWrapper(num_tokens=config["num_tokens"], max_seq_len=config["max_seq_len"],
+                                          attn_layers=x_transformers.Decoder(**layers)).eval()
+path = sys.argv[1]
+state = torch.load(path, weights_only=True) if path.endswith(".pt") else load_file(path)
+model.load_state_dict(state, strict=True)
+tokens = torch.arange(24).reshape(2, 12) % config["num_tokens"]
+with torch.no_grad():
+    print(json.dumps(model(tokens).flatten().tolist()))
+"""
+
+
+def load_by_hand(version: str, path: Path, config: dict, cache_dir: Path) -> list[float]:
+    """The logits a user gets loading ``path`` strictly in a real release, with no compat code in the way."""
+    matrix = path.parent / f"hand-{version}.yaml"
+    matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
+                      f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
+                      f"    versions: ['{version}']\n    recipes: [decoder]\n"
+                      f"    pins: [{{versions: '>=1.12.0,<1.42.12', requirements: [packaging], why: undeclared}}]\n")
+    session = prepare(matrix, cache_dir)
+    environment = session.run.builder.build(session.plan.envs[("x-transformers", version)].request)
+    done = subprocess.run([str(environment.python), "-c", LOAD_BY_HAND, str(path), json.dumps(config)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_a_model_trained_with_0_28_4_upgraded_to_each_layout_era(tmp_path, cache_dir):
+    """The issue's story: a 0.28.4 model, every parameter moved from its initialisation (so a dropped LayerNorm bias
+    is not zero), saved with ``torch.save``. To 1.15.0 (``net`` -> ``ff``, the final norm re-nested): an exact
+    conversion, found and verified by compat, written, and loaded by hand in 1.15.0 with the same logits, bit for bit.
+    To 1.31.3 (LayerNorm lost its bias, the logits their bias): no exact conversion exists; refused with what is lost
+    and nothing written; written with --accept-lossy, it loads by hand in 1.31.3 and its logits differ."""
+    pickled = train("0.28.4", tmp_path / "model.pt", CONFIG, cache_dir)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(CONFIG))
+    given = ["--library", "x-transformers", "--recipe-config", config, "--saved-with", "0.28.4", "--allow-pickle",
+             f"--cache-dir={cache_dir}"]
+    original = load_by_hand("0.28.4", pickled, CONFIG, cache_dir)
+
+    exact = tmp_path / "model-1.15.0.safetensors"
+    done = compat("upgrade", pickled, "--to", "1.15.0", "-o", exact, *given)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0.28.4 -> 1.15.0: converted" in done.stdout and "(a conversion the search found)" in done.stdout
+    assert "rename norm.weight -> attn_layers.final_norm.weight" in done.stdout
+    assert load_by_hand("1.15.0", exact, CONFIG, cache_dir) == original
+
+    lossy = tmp_path / "model-1.31.3.safetensors"
+    done = compat("upgrade", pickled, "--to", "1.31.3", "-o", lossy, *given)
+    assert done.returncode == 1 and not lossy.exists(), done.stdout + done.stderr
+    assert "0.28.4 -> 1.31.3: lossy: no exact conversion found" in done.stdout
+    assert "(--accept-lossy writes the best one found)" in done.stdout
+    assert re.search(r"it drops 6 tensors that hold values: attn_layers\.layers\.0\.0\.0\.bias \(norm \d", done.stdout)
+
+    done = compat("upgrade", pickled, "--to", "1.31.3", "-o", lossy, "--accept-lossy", *given)
+    assert done.returncode == 0 and lossy.exists(), done.stdout + done.stderr
+    assert "(--accept-lossy): it loads in 1.31.3, but it is not the model it was" in done.stdout
+    moved = load_by_hand("1.31.3", lossy, CONFIG, cache_dir)
+    assert len(moved) == len(original) and moved != original
+
+    # which newest release does it reach exactly? 1.27.0 dropped the logits' bias; every release before converts
+    matrix = tmp_path / "eras.yaml"
+    matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
+                      f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
+                      f"    versions: ['0.28.4', '1.15.0', '1.26.6', '1.27.0']\n    recipes: [decoder]\n"
+                      f"    pins: [{{versions: '>=1.12.0,<1.42.12', requirements: [packaging], why: undeclared}}]\n")
+    newest = tmp_path / "model-newest.safetensors"
+    done = compat("upgrade", pickled, "--to", "newest-exact", "-o", newest, "--matrix", matrix, *given)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0.28.4 -> 1.27.0: lossy" in done.stdout and "the newest release it reaches exactly: 1.26.6" in done.stdout
+    assert read_stamp(newest)["version"] == "1.26.6"

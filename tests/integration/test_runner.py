@@ -16,7 +16,7 @@ import pytest
 
 from compat.api import prepare, report_for
 from compat.host.report import write_report
-from compat.host.runner import RunOptions, idle_budget_mb
+from compat.host.runner import Run, RunOptions, idle_budget_mb
 from compat.host.worker_process import WorkerProcess
 
 PROJECT = Path(__file__).resolve().parent.parent.parent
@@ -57,15 +57,38 @@ def test_same_release_pairs_are_identical(three_releases):
             assert cell.verdict == "identical", (cell.cell.id, cell.summary)
 
 
-def test_a_pair_across_the_feed_forward_rename_is_incompatible_with_key_evidence(three_releases):
+def test_a_pair_across_the_feed_forward_rename_is_refused_as_saved_and_converted_by_the_search(three_releases):
+    """The plain load is refused (its summary is kept as the search's ``before``); the search pairs every ``net`` key
+    with its ``ff`` key and the outputs then agree bit for bit."""
     _, results = three_releases
     for pair in ("0.28.4->0.33.0", "0.33.0->0.28.4", "0.30.0->0.33.0"):
         cell = results[f"x-transformers/decoder/{pair}"]
-        assert cell.verdict == "incompatible", cell.summary
-        keys = cell.finding["keys"]
-        assert keys["missing"] and keys["unexpected"] and "Missing key(s)" in cell.finding["load_error"]
-    keys = results["x-transformers/decoder/0.30.0->0.33.0"].finding["keys"]
+        assert cell.verdict == "converted" and "bitwise equal" in cell.summary, cell.summary
+        assert cell.finding["search"]["before"].startswith("8 missing, 8 unexpected; RuntimeError: Error(s) in "
+                                                           "loading state_dict")
+    renames = results["x-transformers/decoder/0.30.0->0.33.0"].finding["rule"]["rename"]
+    assert len(renames) == 8 and all(old.replace(".net.", ".ff.") == new for old, new in renames.items())
+
+
+def test_the_search_runs_in_each_consumers_own_worker_right_after_its_cells(tmp_path, cache_dir):
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
+    path = tmp_path / "m.yaml"
+    path.write_text(matrix_text(fixtures, ["decoder"], ["0.30.0", "0.33.0"]))
+    session, results = run_matrix(path, cache_dir)
+    assert [r.verdict for r in results.values()].count("converted") == 2
+    assert session.run.stats.searched == 2 and session.run.stats.spawned == 2, "no worker was started for the search"
+
+
+def test_without_the_search_the_pair_is_incompatible_with_key_evidence(three_releases):
+    session, _ = three_releases
+    plain = Run(session.plan, session.run.builder, session.cache_dir, RunOptions(progress=lambda m: None,
+                                                                                  search=False))
+    results = {r.cell.id: r for r in plain.execute()}
+    cell = results["x-transformers/decoder/0.30.0->0.33.0"]
+    assert cell.verdict == "incompatible" and "Missing key(s)" in cell.finding["load_error"], cell.summary
+    keys = cell.finding["keys"]
     assert all(".ff." in k for k in keys["missing"]) and all(".net." in k for k in keys["unexpected"])
+    assert plain.stats.spawned == 0, "the plain findings were the search run's own: nothing ran again"
 
 
 def test_an_unchanged_layout_is_identical_and_a_changed_computation_diverges(three_releases):
@@ -231,8 +254,8 @@ def test_loading_by_hand_agrees_with_the_verdict(three_releases, recipe, extra, 
                            text=True, check=True).stdout.strip()
     assert shown.startswith(expected), shown
     verdict = results[f"x-transformers/{recipe}/{producer}->{consumer}"].verdict
-    if shown.startswith("REFUSED"):
-        assert verdict == "incompatible"
+    if shown.startswith("REFUSED"):  # as saved; compat found the renames and verified them
+        assert verdict == "converted"
     elif shown == "LOADED 0.0":
         assert verdict == "identical"
     else:

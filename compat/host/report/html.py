@@ -25,7 +25,8 @@ from compat.host.report.reading import (
 from compat.host.verdicts import LADDER, MEANING
 
 COLOUR = {"identical": "#2e7d32", "equivalent": "#66bb6a", "converted": "#29b6f6", "known-break": "#9e9e9e",
-          "diverged": "#e53935", "incompatible": "#fb8c00", "not-applicable": "#eeeeee", "error": "#6a1b9a"}
+          "lossy": "#ffca28", "diverged": "#e53935", "incompatible": "#fb8c00", "not-applicable": "#eeeeee",
+          "error": "#6a1b9a"}
 OPEN_CHANGES = 8  # a change list longer than this starts folded, so the grids stay above the fold
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1em 2em;color:#222}table{border-collapse:collapse;margin:.5em 0}

@@ -8,6 +8,7 @@ from compat.host.report.evidence import evidence_lines
 from compat.host.report.reading import (
     SUMMARY_COLUMNS,
     SYMBOL,
+    conversion_catalogue,
     counts,
     evidence_groups,
     grids,
@@ -18,6 +19,7 @@ from compat.host.report.reading import (
     table,
     unreleased_lead,
 )
+from compat.host.search import rule_summary
 from compat.host.verdicts import LADDER, MEANING
 
 CHANGE_TITLES = (("new-red", "New red cells"), ("new-green", "New green cells"), ("changed", "Other changes"))
@@ -40,7 +42,8 @@ def markdown(report: dict) -> str:
                   "|---|" + "---|" * len(grid["versions"])]
         lines += [f"| **{label}** | " + " | ".join(symbol(cell) for cell in row) + " |" for label, row in rows]
         lines.append("")
-    lines += _known_break_lines(cells) + uninstallable_lines(report) + _evidence_lines(cells)
+    lines += (_known_break_lines(cells) + conversion_lines(cells) + uninstallable_lines(report)
+              + _evidence_lines(cells))
     return "\n".join(lines) + "\n"
 
 
@@ -51,6 +54,25 @@ def unreleased_lines(report: dict) -> list[str]:
         return []
     return ["## Unreleased versions", "", *(f"- {'**' if e['broken'] else ''}{lead_sentence(e)}"
                                             f"{'**' if e['broken'] else ''}" for e in lead), ""]
+
+
+def conversion_lines(cells: list[dict], shown: int = 12) -> list[str]:
+    """The conversions the search found, each rule once with the pairs it was verified on (all in conversions.yaml)."""
+    catalogue = conversion_catalogue(cells)
+    if not catalogue:
+        return []
+    lines = ["## Conversions found by the search", "",
+             "Each rule once, with the release pairs (producer -> consumer) it was verified on; every rule in full is "
+             "in `conversions.yaml` beside this report.", ""]
+    for library, entries in catalogue.items():
+        for entry in entries[:shown]:
+            pairs = entry["pairs"]
+            lines.append(f"- **{library}** {entry['verdict']}: {rule_summary(entry['rule'])} "
+                         f"({', '.join(entry['recipes'])}; {len(pairs)} release pairs: {', '.join(pairs[:4])}"
+                         f"{' ...' if len(pairs) > 4 else ''})")
+        if len(entries) > shown:
+            lines.append(f"- {library}: {len(entries) - shown} more rules in `conversions.yaml`")
+    return lines + [""]
 
 
 def uninstallable_lines(report: dict) -> list[str]:

@@ -6,6 +6,7 @@ so the two pages always say the same thing.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from packaging.version import Version
@@ -14,14 +15,15 @@ from compat.host.renames import probable_renames
 from compat.host.report.evidence import evidence_lines
 from compat.host.verdicts import BAD, LADDER, READS, RED
 
-SYMBOL = {"identical": "=", "equivalent": "≈", "converted": "C", "known-break": "K", "diverged": "D",
+SYMBOL = {"identical": "=", "equivalent": "≈", "converted": "C", "known-break": "K", "lossy": "L", "diverged": "D",
           "incompatible": "X", "not-applicable": "·", "error": "E"}
-COLUMN = {"identical": "loads", "equivalent": "loads", "converted": "converts", "diverged": "silent",
-          "incompatible": "refuses", "not-applicable": "not_applicable", "error": "errors"}  # summary column of a verdict
+COLUMN = {"identical": "loads", "equivalent": "loads", "converted": "converts", "lossy": "lossy",  # summary column
+          "diverged": "silent", "incompatible": "refuses", "not-applicable": "not_applicable", "error": "errors"}
 # evidence in the order a reader needs it: the silent breaks first, then refusals, failures, and what merely moved
-READING_ORDER = ("diverged", "incompatible", "error", "converted", "equivalent", "not-applicable", "known-break",
-                 "identical")
+READING_ORDER = ("diverged", "incompatible", "lossy", "error", "converted", "equivalent", "not-applicable",
+                 "known-break", "identical")
 SUMMARY_COLUMNS = (("loads", "loads (identical or equivalent)"), ("converts", "converts with a rule"),
+                   ("lossy", "converts only with losses"),
                    ("silent", "breaks silently (diverged)"), ("refuses", "refuses to load"),
                    ("not_applicable", "not applicable"), ("errors", "errors"))
 
@@ -39,7 +41,7 @@ def library_summary(cells: list[dict]) -> list[dict]:
     rows: dict[str, dict] = {}
     for cell in cells:
         row = rows.setdefault(cell["library"], {"library": cell["library"], "cells": 0, "loads": 0, "converts": 0,
-                                                "silent": 0, "refuses": 0, "not_applicable": 0, "errors": 0,
+                                                "lossy": 0, "silent": 0, "refuses": 0, "not_applicable": 0, "errors": 0,
                                                 "declared": 0, "undeclared_red": 0})
         row["cells"] += 1
         row[COLUMN[cell["underlying"]]] += 1
@@ -203,3 +205,28 @@ class NextSteps:
 def _newest(cells) -> str | None:
     versions = [c["consumer"] for c in cells]
     return max(versions, key=Version) if versions else None
+
+
+def conversion_catalogue(cells: list[dict]) -> dict[str, list[dict]]:
+    """Per library, every conversion the search found and verified, as data: the rule once, with the verdict it gave
+    (``converted``: outputs agree; ``lossy``: the best found, and what it loses), the recipes and the release pairs
+    (``producer -> consumer``) it was verified on, most pairs first."""
+    groups: dict[tuple[str, str, str], dict] = {}
+    for cell in cells:
+        evidence = cell["evidence"]
+        if not evidence.get("search") or cell["underlying"] not in ("converted", "lossy"):
+            continue
+        rule = evidence.get("rule") or {}
+        key = (cell["library"], cell["underlying"], json.dumps(rule, sort_keys=True))
+        group = groups.setdefault(key, {"verdict": cell["underlying"], "recipes": set(), "pairs": set(), "rule": rule})
+        group["recipes"].add(cell["recipe"])
+        group["pairs"].add((cell["producer"], cell["consumer"]))
+    catalogue: dict[str, list[dict]] = {}
+    for (library, _, _), group in groups.items():
+        pairs = sorted(group["pairs"], key=lambda pair: (Version(pair[0]), Version(pair[1])))
+        catalogue.setdefault(library, []).append({
+            "verdict": group["verdict"], "recipes": sorted(group["recipes"]),
+            "pairs": [f"{producer} -> {consumer}" for producer, consumer in pairs], "rule": group["rule"]})
+    for entries in catalogue.values():
+        entries.sort(key=lambda entry: (entry["verdict"] != "converted", -len(entry["pairs"])))
+    return dict(sorted(catalogue.items()))

@@ -16,6 +16,7 @@ import numpy as np
 
 from compat.shared.dtypes import ITEMSIZE, MAX_DIMS
 from compat.shared.errors import CompatError
+from compat.shared.rules.codec import NUMERIC, decode
 
 MAX_ADDED_BYTES = 1 << 30  # an added tensor is one value repeated; a rule asking for more than this is hostile
 
@@ -42,8 +43,11 @@ class Conversion:
 
     def tensors(self) -> Iterator[bytes]:
         for name, lazy in self.dropped:  # dropping zeros loses nothing; dropping anything else is lossy
-            if np.any(lazy.compute()):
-                self.notes.append(f"lossy: dropped {name}, which is not all zeros")
+            values = lazy.compute()
+            if np.any(values):
+                norm = f" (norm {float(np.linalg.norm(decode(values, lazy.dtype).astype(np.float64))):.4g})" \
+                    if lazy.dtype in NUMERIC else ""
+                self.notes.append(f"lossy: dropped {name}{norm}, which is not all zeros")
         for name, _, _ in self.layout:
             yield np.ascontiguousarray(self.planned[name].compute()).tobytes()
 

@@ -1,0 +1,124 @@
+"""The conversion search: for a cell whose keys did not fit, the one conversion worth trying, and what it showed.
+
+A strict load that fails on keys tells the host the producer's saved keys and the consumer's expected keys, with
+their shapes (``finding["keys"]``). The candidate built from them:
+
+- **renames and re-nestings**: keys of the same shape paired by name (``renames.probable_renames``), where a norm's
+  scale may be called ``weight``, ``gamma``, ``g`` or ``scale`` and its shift ``bias`` or ``beta`` on either side;
+- **reshapes and transposes** of a key whose shape changed but not its number of values;
+- **dropped tensors**: saved keys the consumer has no place for (lossy unless they hold zeros: the worker says which);
+- **new tensors**: expected keys the producer never had, added with the value that leaves the layer as it was (a
+  norm's scale 1, anything else 0).
+
+Name and shape are never proof. The candidate is run in the consumer's environment like any rule (the runner does it
+right after the cell, in the same worker), and the outputs decide: ``converted`` when they agree, ``lossy`` when the
+conversion loads but cannot be exact because it dropped values or invented tensors (the cell says which, with their
+norms, and how far the outputs moved). Pure functions; the runner does the I/O.
+"""
+
+from __future__ import annotations
+
+import re
+
+from compat.host.renames import probable_renames
+
+SCALE_NAMES = frozenset({"weight", "gamma", "g", "scale"})
+SHIFT_NAMES = frozenset({"bias", "beta", "b"})
+
+
+def candidate(finding: dict) -> dict | None:
+    """The rule set (``RuleSet`` data) to try for a state-dict finding whose keys did not fit, or None when there is
+    nothing to try (the keys fit, or the worker recorded no shapes)."""
+    keys = finding.get("keys") or {}
+    shapes = keys.get("shapes")
+    missing, unexpected = list(keys.get("missing") or []), list(keys.get("unexpected") or [])
+    reshaped = keys.get("shape") or []
+    if not isinstance(shapes, dict) or not (missing or unexpected or reshaped):
+        return None
+    renames = _renames(missing, unexpected, shapes)
+    steps: list[dict] = []
+    for change in reshaped:
+        step = _reshape(change)
+        if step is None:
+            return None  # a key whose number of values changed: no layout op carries it
+        steps.append(step)
+    for key in unexpected:
+        if key not in renames:
+            steps.append({"op": "drop", "key": key, "shape": list(shapes[key])})
+    for key in missing:
+        if key not in renames.values():
+            steps.append({"op": "add", "key": key, "shape": list(shapes[key]), "dtype": "F32",
+                          "value": neutral_value(key, shapes[key])})
+    rule: dict = {}
+    if renames:
+        rule["rename"] = renames
+    if steps:
+        rule["steps"] = steps
+    return rule or None
+
+
+def neutral_value(key: str, shape: list[int]) -> float:
+    """The value a new tensor takes so that its layer does what the producer's model did without it: 1 for a norm's
+    scale (a vector named like one), 0 for everything else (a bias, a gate, a new projection)."""
+    return 1.0 if len(shape) == 1 and key.rsplit(".", 1)[-1] in SCALE_NAMES else 0.0
+
+
+def lost_tensors(finding: dict) -> list[str]:
+    """What a conversion could not carry, from the worker's notes: the tensors dropped that held values, each with
+    its norm (``norm.bias (norm 3.2)``)."""
+    notes = finding.get("rule_notes") or []
+    return [match.group(1) for note in notes if (match := re.fullmatch(r"lossy: dropped (.*), which is not all zeros",
+                                                                        note))]
+
+
+def invented_tensors(rule: dict | None) -> list[str]:
+    """Tensors a rule adds that the producer never had (their values are a guess, verified only by the outputs)."""
+    return [step["key"] for step in (rule or {}).get("steps", []) if step.get("op") == "add"]
+
+
+def rule_lines(rule: dict) -> list[str]:
+    """A rule set in lines a person reads: each rename, then each step."""
+    lines = [f"rename {old} -> {new}" for old, new in (rule.get("rename") or {}).items()]
+    lines += [f"rename /{item['pattern']}/ -> {item['replacement']}" for item in rule.get("rename_patterns") or []]
+    for step in rule.get("steps") or []:
+        detail = ", ".join(f"{k} {v}" for k, v in step.items() if k not in ("op", "key", "shape", "dtype", "from"))
+        lines.append(f"{step['op']} {step.get('key', '')}{' (' + detail + ')' if detail else ''}".strip())
+    lines += [f"constructor argument {name}={value!r}" for name, value in (rule.get("consumer_args") or {}).items()]
+    return lines
+
+
+def rule_summary(rule: dict) -> str:
+    """``10 renames, 6 drops``: what a rule set does, counted by op."""
+    counts = {"rename": len(rule.get("rename") or {}) + len(rule.get("rename_patterns") or [])}
+    for step in rule.get("steps") or []:
+        counts[step["op"]] = counts.get(step["op"], 0) + 1
+    counts["constructor argument"] = len(rule.get("consumer_args") or {})
+    return ", ".join(f"{n} {op}{'s' if n != 1 else ''}" for op, n in counts.items() if n) or "nothing"
+
+
+def _renames(missing: list[str], unexpected: list[str], shapes: dict) -> dict[str, str]:
+    """Saved key -> expected key, comparing names by role: a norm's ``weight`` and ``gamma`` are one name."""
+    return dict(probable_renames({"missing": missing, "unexpected": unexpected, "shapes": shapes}, role_spelling))
+
+
+def role_spelling(key: str) -> str:
+    """``key`` with its last component written as its role (``scale``, ``shift``) where it names one."""
+    head, _, last = key.rpartition(".")
+    role = "scale" if last in SCALE_NAMES else "shift" if last in SHIFT_NAMES else last
+    return f"{head}.{role}" if head else role
+
+
+def _reshape(change: dict) -> dict | None:
+    old, new = list(change["producer"]), list(change["consumer"])
+    if _count(old) != _count(new):
+        return None
+    if len(old) == 2 and old == new[::-1]:
+        return {"op": "transpose", "key": change["key"]}
+    return {"op": "reshape", "key": change["key"], "shape": new, "from": old}
+
+
+def _count(shape: list[int]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count

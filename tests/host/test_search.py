@@ -1,0 +1,85 @@
+"""The conversion search's candidate: pure, from a refused load's keys and shapes."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from compat.host.search import candidate, invented_tensors, lost_tensors, neutral_value, rule_lines, rule_summary
+from compat.shared.rules import RuleSet
+
+
+def keys(missing: dict, unexpected: dict, shape=()):
+    return {"keys": {"missing": sorted(missing), "unexpected": sorted(unexpected), "shape": list(shape),
+                     "dtype": [], "shapes": {**missing, **unexpected}}}
+
+
+def test_renames_pair_by_shape_and_a_norms_scale_is_one_name_whatever_it_is_called():
+    """x-transformers 0.28.4 -> 1.31.3: LayerNorm's ``weight`` became ``gamma`` and its bias went; ``net`` became
+    ``ff`` and the second linear moved from index 3 to 2."""
+    found = keys({"layers.0.0.gamma": [32], "layers.1.ff.2.weight": [32, 128], "final_norm.gamma": [32]},
+                 {"layers.0.0.weight": [32], "layers.0.0.bias": [32], "layers.1.net.3.weight": [32, 128],
+                  "norm.weight": [32], "norm.bias": [32]})
+    rule = candidate(found)
+    assert rule["rename"] == {"layers.0.0.weight": "layers.0.0.gamma", "layers.1.net.3.weight": "layers.1.ff.2.weight",
+                              "norm.weight": "final_norm.gamma"}
+    assert [(s["op"], s["key"]) for s in rule["steps"]] == [("drop", "layers.0.0.bias"), ("drop", "norm.bias")]
+    RuleSet.from_data(rule)  # valid rule data
+
+
+def test_a_key_the_producer_never_had_is_added_with_the_value_that_leaves_its_layer_as_it_was():
+    rule = candidate(keys({"norm.gamma": [8], "norm.beta": [8], "gate.weight": [8, 8]}, {}))
+    added = {s["key"]: s["value"] for s in rule["steps"] if s["op"] == "add"}
+    assert added == {"norm.gamma": 1.0, "norm.beta": 0.0, "gate.weight": 0.0}
+    assert invented_tensors(rule) == sorted(added)
+
+
+def test_a_changed_shape_with_the_same_values_is_reshaped_or_transposed_and_otherwise_nothing_is_tried():
+    moved = [{"key": "a", "producer": [4, 6], "consumer": [6, 4]}, {"key": "b", "producer": [2, 3], "consumer": [6]}]
+    rule = candidate(keys({}, {}, moved))
+    assert rule["steps"] == [{"op": "transpose", "key": "a"},
+                             {"op": "reshape", "key": "b", "shape": [6], "from": [2, 3]}]
+    assert candidate(keys({}, {}, [{"key": "q", "producer": [64, 32], "consumer": [128, 32]}])) is None
+
+
+def test_nothing_to_try_when_the_keys_fit_or_the_shapes_were_not_recorded():
+    assert candidate(keys({}, {})) is None
+    assert candidate({"keys": {"missing": ["a"], "unexpected": ["b"]}}) is None
+    assert candidate({"status": "ok"}) is None
+
+
+def test_what_was_lost_is_read_from_the_workers_notes_with_norms():
+    notes = ["lossy: dropped norm.bias (norm 3.2), which is not all zeros", "cast x: rounded"]
+    assert lost_tensors({"rule_notes": notes}) == ["norm.bias (norm 3.2)"]
+
+
+def test_rule_lines_say_each_step():
+    lines = rule_lines({"rename": {"a": "b"}, "steps": [{"op": "drop", "key": "c", "shape": [2]},
+                                                        {"op": "add", "key": "d", "shape": [2], "dtype": "F32",
+                                                         "value": 1.0}],
+                        "consumer_args": {"x": 1}})
+    assert lines == ["rename a -> b", "drop c", "add d (value 1.0)", "constructor argument x=1"]
+
+
+names = st.lists(st.from_regex(r"[a-z]{1,3}(\.[a-z0-9]{1,3}){0,3}", fullmatch=True), min_size=1, max_size=8,
+                 unique=True)
+
+
+@given(names, names, st.sampled_from([[4], [4, 4], [2, 8]]))
+def test_every_key_is_accounted_for_once(saved, expected, shape):
+    """Each saved key is renamed or dropped, each expected key is a rename's target or added; never both."""
+    common = set(saved) & set(expected)
+    saved, expected = [k for k in saved if k not in common], [k for k in expected if k not in common]
+    rule = candidate(keys({k: shape for k in expected}, {k: shape for k in saved}))
+    if not saved and not expected:
+        assert rule is None
+        return
+    renames = rule.get("rename", {})
+    dropped = [s["key"] for s in rule.get("steps", []) if s["op"] == "drop"]
+    added = [s["key"] for s in rule.get("steps", []) if s["op"] == "add"]
+    assert sorted(list(renames) + dropped) == sorted(saved)
+    assert sorted(list(renames.values()) + added) == sorted(expected)
+    assert all(neutral_value(k, shape) in (0.0, 1.0) for k in added)
+
+
+def test_rule_summary_counts_by_op():
+    assert rule_summary({"rename": {"a": "b", "c": "d"}, "steps": [{"op": "drop", "key": "e"}]}) == "2 renames, 1 drop"
+    assert rule_summary({}) == "nothing"
