@@ -29,7 +29,7 @@ from compat.host.outcome import CellResult, RunStats
 from compat.host.plan import Cell, Plan
 from compat.host.recipe_index import code_hash
 from compat.host.results import ResultIndex
-from compat.host.scheduling import OrderedSlots, available_mb, idle_budget_mb
+from compat.host.scheduling import OrderedSlots, available_mb, may_stay_idle
 from compat.host.store import Store, file_lock, rule_text
 from compat.host.verdicts import judge
 from compat.host.worker_process import WorkerFailure, WorkerProcess, missing_dependency_hint
@@ -306,8 +306,8 @@ class Run:
         available, rss = available_mb(), worker.rss_mb
         with self._lock:
             self._peak_mb = max(self._peak_mb, worker.peak_rss_mb)
-            if self._idle_mb + rss > idle_budget_mb(available, self.options.jobs, self._peak_mb,
-                                                    self.options.idle_budget_mb):
+            if not may_stay_idle(available, self._idle_mb, rss, self.options.jobs, self._peak_mb,
+                                 self.options.idle_budget_mb):
                 return False
             self._idle_mb += rss
             worker.idle_mb = rss

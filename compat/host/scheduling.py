@@ -50,6 +50,17 @@ def idle_budget_mb(available_mb: float, jobs: int, peak_mb: float, override: flo
     return min(available_mb * 0.6, available_mb - jobs * peak_mb)
 
 
+def may_stay_idle(available_mb: float, idle_mb: float, rss_mb: float, jobs: int, peak_mb: float,
+                  override: float | None = None) -> bool:
+    """Whether a worker holding ``rss_mb`` may wait idle beside idle workers holding ``idle_mb``.
+
+    ``available_mb`` is measured now, with all of them already holding their memory: the budget is computed on what
+    they could hold (what is free plus what they hold), so that idle memory is not counted twice. That keeps the
+    rule's intent, room for ``jobs`` busy workers at the largest peak seen and idle workers within 60% of the
+    memory, and keeps the workers that fit instead of closing them and importing again."""
+    return idle_mb + rss_mb <= idle_budget_mb(available_mb + idle_mb + rss_mb, jobs, peak_mb, override)
+
+
 def available_mb() -> float:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
