@@ -65,16 +65,16 @@ def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None,
     underlying, summary = raw_verdict(finding, recipe)
     shown = None
     if searched is not None and underlying in BAD:
-        found = searched_verdict(searched, recipe)
-        tried = {"rule": searched.get("rule"), "verdict": found[0] if found else raw_verdict(searched, recipe)[0],
-                 "before": summary}
-        if found and search_decides:
-            (underlying, summary), shown = found, dict(searched, search=tried)
+        under_rule = raw_verdict(searched, recipe)
+        settled = settle(searched, under_rule)
+        tried = {"rule": searched.get("rule"), "verdict": (settled or under_rule)[0], "before": summary}
+        if settled and search_decides:
+            (underlying, summary), shown = settled, dict(searched, search=tried)
         else:
-            tried["summary"] = found[1] if found else raw_verdict(searched, recipe)[1]
+            tried["summary"] = (settled or under_rule)[1]
             shown = dict(finding, search=tried)
-            if found:
-                summary += f"; {found[0]} with the conversion the search found ({rule_summary(tried['rule'] or {})})"
+            if settled:
+                summary += f"; {settled[0]} with the conversion the search found ({rule_summary(tried['rule'] or {})})"
     if known_break is None:
         return Judgement(underlying, underlying, summary, finding=shown)
     if underlying in BAD:
@@ -82,11 +82,11 @@ def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None,
     return Judgement(underlying, underlying, summary, stale_known_break=underlying in GOOD, finding=shown)
 
 
-def searched_verdict(searched: dict, recipe: RecipeSpec) -> tuple[str, str] | None:
-    """``converted`` or ``lossy`` from a finding under a searched conversion; None when it settled nothing (the
-    conversion did not load, or it dropped no values and still disagrees: names paired wrongly, or behaviour moved
-    beyond the layout, which the finding's ``search`` says)."""
-    verdict, summary = raw_verdict(searched, recipe)
+def settle(searched: dict, under_rule: tuple[str, str]) -> tuple[str, str] | None:
+    """``converted`` or ``lossy`` from a finding under a searched conversion and its verdict there; None when it
+    settled nothing (the conversion did not load, or it dropped no values and still disagrees: names paired wrongly,
+    or behaviour moved beyond the layout, which the finding's ``search`` says)."""
+    verdict, summary = under_rule
     if verdict == "converted":
         return "converted", f"{summary} (a conversion the search found)"
     lost, invented = lost_tensors(searched), invented_tensors(searched.get("rule"))
