@@ -38,7 +38,6 @@ from compat.host.survey import ChangePoint, find_changes, signature
 from compat.host.upgrade import CARRIED, Upgrade, write_upgraded
 from compat.host.user import (
     UserCheckpoint,
-    infer_renames,
     read_constructor_arguments,
     refuse_unloadable,
     user_checkpoint,
@@ -48,7 +47,7 @@ from compat.host.verdicts import RED
 from compat.shared.errors import CompatError
 
 __all__ = ["Bisection", "Change", "RunOutcome", "Session", "UserCheckpoint", "bisect", "check", "default_cache_dir",
-           "infer_renames", "prepare", "read_constructor_arguments", "report_for", "run_and_report", "survey",
+           "prepare", "read_constructor_arguments", "report_for", "run_and_report", "survey",
            "upgrade", "user_checkpoint"]
 
 
@@ -228,14 +227,14 @@ def upgrade(checkpoint: UserCheckpoint, to: str, out: Path, matrix_path: Path | 
         best = max(reached, key=lambda r: Version(r.cell.consumer))
         return dataclasses.replace(write_upgraded(checkpoint, best, out), checked=newer)
     _, results = check(checkpoint, [to], matrix_path, cache_dir, options)
-    targets_ = [r for r in results if r.cell.consumer != r.cell.producer] or results  # check also reloads at home
-    if len(targets_) != 1:
-        raise CompatError(f"--to: expected one release, got {to!r} ({len(targets_)} releases)")
+    targets = [r for r in results if r.cell.consumer != r.cell.producer] or results  # check also reloads at home
+    if len(targets) != 1:
+        raise CompatError(f"--to: expected one release, got {to!r} ({len(targets)} releases)")
     home = next((r for r in results if r.cell.consumer == r.cell.producer), None)
     if home is not None and home.verdict not in ("identical", "equivalent"):
         raise CompatError(f"{checkpoint.path}: it does not load in {home.cell.producer}, the release it was saved "
                           f"with: {home.summary}")
-    return write_upgraded(checkpoint, targets_[0], out, accept_lossy)
+    return write_upgraded(checkpoint, targets[0], out, accept_lossy)
 
 
 def _selectors(texts: list[str], flag: str) -> tuple[VersionSelector, ...]:

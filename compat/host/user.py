@@ -15,7 +15,6 @@ from pathlib import Path
 
 from compat.host.matrix import DEFAULT_TOLERANCE, LibrarySpec, Matrix, RecipeSpec, Tolerance
 from compat.host.plan import library_named
-from compat.host.renames import probable_renames
 from compat.shared.checkpoint import PICKLE_SUFFIXES
 from compat.shared.errors import CompatError
 from compat.shared.stamp import read_stamp
@@ -102,16 +101,6 @@ def refuse_unloadable(run, library: str, saved_with: str, recipe: str) -> None:
         reason = " ".join(str(manifest.get("reason", "")).split("Traceback")[0].split())[:400]
         raise CompatError(f"the checkpoint does not load in {library}=={saved_with}, the release it was saved with "
                           f"({reason}); check the constructor arguments (--recipe-config) and --saved-with")
-
-
-def infer_renames(finding: dict) -> dict[str, str] | None:
-    """Producer key -> consumer key for every moved key, guessed from names; None unless every key is paired."""
-    keys = finding.get("keys", {})
-    missing, unexpected = keys.get("missing", []), keys.get("unexpected", [])
-    pairs = probable_renames(keys)
-    if not missing or len(pairs) != len(missing) or len(pairs) != len(unexpected):
-        return None
-    return dict(pairs)
 
 
 def write_rule_files(out: Path, producer: str, rules: dict[str, dict]) -> list[Path]:
