@@ -13,6 +13,7 @@ import json
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -27,7 +28,7 @@ def tensor_digest(tensor: torch.Tensor) -> str:
     tensor = tensor.detach().contiguous().cpu()
     digest = hashlib.sha256(f"{tensor.dtype}|{list(tensor.shape)}|".encode())
     if tensor.numel():
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # the buffer itself: no copy of 1 GB
     return digest.hexdigest()
 
 
@@ -35,20 +36,33 @@ SAFETENSORS_DTYPE = torch_dtype_table(torch)
 TORCH_DTYPE = {name: dtype for dtype, name in SAFETENSORS_DTYPE.items()}
 
 
-def tensor_from_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
-    if not data:
-        return torch.empty(shape, dtype=TORCH_DTYPE[dtype])
-    return torch.frombuffer(bytearray(data), dtype=TORCH_DTYPE[dtype]).reshape(shape)
-
-
 def apply_rules(rules, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """A state dict through a ``RuleSet``, by the same byte-level engine as ``compat convert``; and what it lost."""
     layout = [(key, SAFETENSORS_DTYPE[t.dtype], tuple(t.shape)) for key, t in state.items()]
-    conversion = rules.apply(layout, lambda key: state[key].contiguous().reshape(-1).view(torch.uint8)
-                             .numpy().tobytes())
-    converted = {name: tensor_from_bytes(data, dtype, shape)
-                 for (name, dtype, shape), data in zip(conversion.layout, conversion.tensors())}
+    conversion = rules.apply(layout, lambda key: state[key].contiguous().reshape(-1).view(torch.uint8).numpy())
+    converted = {name: tensor_from_array(array, dtype, shape)
+                 for (name, dtype, shape), array in zip(conversion.layout, conversion.arrays())}
     return converted, conversion.notes
+
+
+def tensor_from_array(array: np.ndarray, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor from the rule engine's array. An array that is a view of an input tensor (a renamed one) is copied,
+    so that a converter that changes tensors in place cannot change the state dict it was converted from; an array
+    the engine computed (a fused or transposed one) is taken as it is: on a virtual machine a fresh gigabyte can take
+    seconds to touch."""
+    flat = array.reshape(-1).view(np.uint8)
+    if _borrowed(flat) or not flat.flags.writeable:
+        flat = flat.copy()
+    if not flat.size:
+        return torch.empty(shape, dtype=TORCH_DTYPE[dtype])
+    return torch.from_numpy(flat).view(TORCH_DTYPE[dtype]).reshape(shape)
+
+
+def _borrowed(array: np.ndarray) -> bool:
+    """Whether the array's memory belongs to something other than a numpy array (an input tensor, bytes)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array.base is not None
 
 
 def dtype_name(tensor: torch.Tensor) -> str:

@@ -42,6 +42,12 @@ class Conversion:
     notes: list[str] = field(default_factory=list)
 
     def tensors(self) -> Iterator[bytes]:
+        for array in self.arrays():
+            yield array.tobytes()
+
+    def arrays(self) -> Iterator[np.ndarray]:
+        """The tensors as contiguous arrays of the dtype's unsigned width, which may share memory with the inputs
+        (a renamed tensor is its source): for readers that copy anyway, without a copy through ``bytes`` first."""
         for name, lazy in self.dropped:  # dropping zeros loses nothing; dropping anything else is lossy
             values = lazy.compute()
             if np.any(values):
@@ -49,7 +55,7 @@ class Conversion:
                     if lazy.dtype in NUMERIC else ""
                 self.notes.append(f"lossy: dropped {name}{norm}, which is not all zeros")
         for name, _, _ in self.layout:
-            yield np.ascontiguousarray(self.planned[name].compute()).tobytes()
+            yield np.ascontiguousarray(self.planned[name].compute())
 
 
 # --- field checks: each returns what a value must be, or None when it is fine -----------------------------------
