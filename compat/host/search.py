@@ -8,7 +8,10 @@ their shapes (``finding["keys"]``). The candidate built from them:
 - **reshapes and transposes** of a key whose shape changed but not its number of values;
 - **dropped tensors**: saved keys the consumer has no place for (lossy unless they hold zeros: the worker says which);
 - **new tensors**: expected keys the producer never had, added with the value that leaves the layer as it was (a
-  norm's scale 1, anything else 0).
+  norm's scale 1, anything else 0);
+- **changed defaults**: constructor defaults the recipe relies on that the consumer's release changed (the worker
+  compares the producer's recorded signature defaults with its own, ``finding["defaults_changed"]``), passed with the
+  producer's values as ``consumer_args``; this is also tried when the keys fit but the outputs differ.
 
 Name and shape are never proof. The candidate is run in the consumer's environment like any rule (the runner does it
 right after the cell, in the same worker), and the outputs decide: ``converted`` when they agree, ``lossy`` when the
@@ -27,13 +30,19 @@ SHIFT_NAMES = frozenset({"bias", "beta", "b"})
 
 
 def candidate(finding: dict) -> dict | None:
-    """The rule set (``RuleSet`` data) to try for a state-dict finding whose keys did not fit, or None when there is
-    nothing to try (the keys fit, or the worker recorded no shapes)."""
+    """The rule set (``RuleSet`` data) to try for a state-dict finding whose keys did not fit or whose release changed
+    a default, or None when there is nothing to try (the keys fit and no default changed, the outputs agree, or the
+    worker recorded no shapes)."""
     keys = finding.get("keys") or {}
     shapes = keys.get("shapes")
     missing, unexpected = list(keys.get("missing") or []), list(keys.get("unexpected") or [])
     reshaped = keys.get("shape") or []
-    if not isinstance(shapes, dict) or not (missing or unexpected or reshaped):
+    arguments = producer_arguments(finding)
+    if not (missing or unexpected or reshaped):  # the keys fit: only a changed default can explain other outputs
+        outputs = finding.get("outputs") or {}
+        agree = bool(outputs) and all(isinstance(s, dict) and s.get("bitwise") for s in outputs.values())
+        return {"consumer_args": arguments} if arguments and not agree else None
+    if not isinstance(shapes, dict):
         return None
     renames = _renames(missing, unexpected, shapes)
     steps: list[dict] = []
@@ -54,7 +63,28 @@ def candidate(finding: dict) -> dict | None:
         rule["rename"] = renames
     if steps:
         rule["steps"] = steps
+    if arguments:
+        rule["consumer_args"] = arguments
     return rule or None
+
+
+def producer_arguments(finding: dict) -> dict:
+    """The constructor defaults the consumer's release changed (``finding["defaults_changed"]``: dotted path ->
+    [producer's value, consumer's]), as nested ``consumer_args`` that pass the producer's values explicitly."""
+    nested: dict = {}
+    changed = finding.get("defaults_changed")
+    for path, values in (changed.items() if isinstance(changed, dict) else []):
+        if not (isinstance(path, str) and isinstance(values, list) and len(values) == 2):
+            continue
+        *parents, name = path.split(".")
+        level = nested
+        for part in parents:
+            level = level.setdefault(part, {})
+            if not isinstance(level, dict):
+                break
+        else:
+            level[name] = values[0]
+    return nested
 
 
 def neutral_value(key: str, shape: list[int]) -> float:
@@ -83,8 +113,22 @@ def rule_lines(rule: dict) -> list[str]:
     for step in rule.get("steps") or []:
         detail = ", ".join(f"{k} {v}" for k, v in step.items() if k not in ("op", "key", "shape", "dtype", "from"))
         lines.append(f"{step['op']} {step.get('key', '')}{' (' + detail + ')' if detail else ''}".strip())
-    lines += [f"constructor argument {name}={value!r}" for name, value in (rule.get("consumer_args") or {}).items()]
+    lines += [f"constructor argument {name}={value!r}" for name, value in flat_arguments(rule).items()]
     return lines
+
+
+def flat_arguments(rule: dict) -> dict:
+    """A rule's ``consumer_args`` by dotted path (``layers.norm_add_unit_offset``), however nested."""
+    flat: dict = {}
+
+    def walk(arguments: dict, prefix: str) -> None:
+        for name, value in arguments.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{name}.")
+            else:
+                flat[f"{prefix}{name}"] = value
+    walk(rule.get("consumer_args") or {}, "")
+    return flat
 
 
 def rule_summary(rule: dict) -> str:
@@ -92,7 +136,7 @@ def rule_summary(rule: dict) -> str:
     counts = {"rename": len(rule.get("rename") or {}) + len(rule.get("rename_patterns") or [])}
     for step in rule.get("steps") or []:
         counts[step["op"]] = counts.get(step["op"], 0) + 1
-    counts["constructor argument"] = len(rule.get("consumer_args") or {})
+    counts["constructor argument"] = len(flat_arguments(rule))
     return ", ".join(f"{n} {op}{'s' if n != 1 else ''}" for op, n in counts.items() if n) or "nothing"
 
 

@@ -4,8 +4,9 @@
 with and in the target, on the recipe's inputs. Identical or equivalent: the file is rewritten as it is (a pickle
 becomes safetensors). Converted: the rename rule that made the outputs agree is applied. Anything else: nothing is
 written, and the answer says what does not carry over (keys the target misses, keys it has no place for, how far
-the outputs moved). The written file carries compat's stamp (library, the target release, the constructor arguments)
-and where it came from, so the next upgrade needs no arguments.
+the outputs moved). The written file carries compat's stamp (library, the target release, the constructor arguments,
+with any the verified rule sets for the target, such as a default that changed) and where it came from, so the next
+upgrade needs no arguments.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from compat.host.keydiff import convert, open_checkpoint
 from compat.host.outcome import CellResult
 from compat.host.search import invented_tensors, lost_tensors
 from compat.host.user import UserCheckpoint
+from compat.shared.config import merge_config
 from compat.shared.rules import RuleSet
 from compat.shared.stamp import PREFIX
 
@@ -46,7 +48,7 @@ def write_upgraded(checkpoint: UserCheckpoint, result: CellResult, out: Path, ac
     rule = result.finding.get("rule") if result.underlying in ("converted", "lossy") else None
     rules = RuleSet.from_data(rule or {}, "the verified rule")
     stamp = {PREFIX + "library": checkpoint.library, PREFIX + "version": target,
-             PREFIX + "config": json.dumps(checkpoint.config, sort_keys=True),
+             PREFIX + "config": json.dumps(merge_config(checkpoint.config or {}, rules.consumer_args), sort_keys=True),
              PREFIX + "upgraded_from": f"{checkpoint.saved_with} ({checkpoint.path.name})",
              PREFIX + "rules": json.dumps(rules.to_data(), sort_keys=True)}
     convert(open_checkpoint(checkpoint.path), rules, out, stamp)

@@ -83,3 +83,26 @@ def test_every_key_is_accounted_for_once(saved, expected, shape):
 def test_rule_summary_counts_by_op():
     assert rule_summary({"rename": {"a": "b", "c": "d"}, "steps": [{"op": "drop", "key": "e"}]}) == "2 renames, 1 drop"
     assert rule_summary({}) == "nothing"
+
+
+def test_a_changed_default_is_passed_with_the_producers_value_when_the_outputs_differ():
+    changed = {"layers.norm_add_unit_offset": [False, True], "wrapper.emb_dropout": [0.0, 0.1]}
+    differ = {"keys": {"missing": [], "unexpected": [], "shapes": {}}, "defaults_changed": changed,
+              "outputs": {"logits": {"bitwise": False, "max_abs": 2.0}}}
+    rule = candidate(differ)
+    assert rule == {"consumer_args": {"layers": {"norm_add_unit_offset": False}, "wrapper": {"emb_dropout": 0.0}}}
+    assert rule_lines(rule) == ["constructor argument layers.norm_add_unit_offset=False",
+                                "constructor argument wrapper.emb_dropout=0.0"]
+    assert rule_summary(rule) == "2 constructor arguments"
+    agree = dict(differ, outputs={"logits": {"bitwise": True}})
+    assert candidate(agree) is None, "outputs that agree need no search"
+    assert candidate(dict(differ, defaults_changed={})) is None
+
+
+def test_a_changed_default_joins_the_key_conversion_when_the_keys_moved_too():
+    finding = {"keys": {"missing": [], "unexpected": ["norm.beta"], "shapes": {"norm.beta": [4]}},
+               "defaults_changed": {"layers.norm_add_unit_offset": [False, True]}}
+    rule = candidate(finding)
+    assert rule["steps"] == [{"op": "drop", "key": "norm.beta", "shape": [4]}]
+    assert rule["consumer_args"] == {"layers": {"norm_add_unit_offset": False}}
+    assert RuleSet.from_data(rule).consumer_args == rule["consumer_args"]

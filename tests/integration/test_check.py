@@ -42,7 +42,8 @@ def train(version: str, path: Path, config: dict, cache_dir: Path) -> Path:
     matrix = path.parent / "m.yaml"
     matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
                       f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
-                      f"    versions: ['{version}']\n    recipes: [decoder]\n")
+                      f"    versions: ['{version}']\n    recipes: [decoder]\n"
+                      f"    pins: [{{versions: '>=1.12.0,<1.42.12', requirements: [packaging], why: undeclared}}]\n")
     session = prepare(matrix, cache_dir)
     environment = session.run.builder.build(session.plan.envs[("x-transformers", version)].request)
     subprocess.run([str(environment.python), "-c", TRAIN, str(path), json.dumps(config)], check=True,
@@ -231,3 +232,21 @@ def test_a_model_trained_with_0_28_4_upgraded_to_each_layout_era(tmp_path, cache
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0.28.4 -> 1.27.0: lossy" in done.stdout and "the newest release it reaches exactly: 1.26.6" in done.stdout
     assert read_stamp(newest)["version"] == "1.26.6"
+
+
+def test_an_upgrade_across_a_changed_default_passes_the_old_value_and_the_stamp_says_so(tmp_path, cache_dir):
+    """1.31.2 turned ``norm_add_unit_offset`` on: a 1.31.1 model loaded in 1.31.3 with the same arguments loads and
+    computes something else. The upgrade finds the changed default, verifies the model with the old value passed,
+    and stamps that argument into the written file's config; loaded by hand with the stamped config, the logits are
+    the original's bit for bit, and with the original config they are not."""
+    stamped = train("1.31.1", tmp_path / "model.safetensors", CONFIG, cache_dir)
+    original = load_by_hand("1.31.1", stamped, CONFIG, cache_dir)
+    out = tmp_path / "model-1.31.3.safetensors"
+    done = compat("upgrade", stamped, "--to", "1.31.3", "-o", out, f"--cache-dir={cache_dir}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1.31.1 -> 1.31.3: converted" in done.stdout
+    assert "constructor argument attn_layers.norm_add_unit_offset=False" in done.stdout
+    config = read_stamp(out)["config"]
+    assert config["attn_layers"]["norm_add_unit_offset"] is False
+    assert load_by_hand("1.31.3", out, config, cache_dir) == original
+    assert load_by_hand("1.31.3", out, CONFIG, cache_dir) != original, "the default's change is silent without it"

@@ -321,3 +321,23 @@ def test_ordered_slots_let_the_lowest_priority_in_first():
     for thread in [first, *others]:
         thread.join(5)
     assert entered == [(0,), (1,), (2,), (3,)]
+
+
+def test_a_changed_constructor_default_is_found_and_passed_explicitly(tmp_path, cache_dir):
+    """x-transformers 1.31.2 turned ``norm_add_unit_offset`` on by default: a 1.31.1 checkpoint loads in 1.31.3
+    without a word and computes something else. The consumer reads both releases' defaults, the search passes the
+    producer's value, and the outputs then agree bit for bit; without the search the cell says which default moved."""
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
+    path = tmp_path / "m.yaml"
+    path.write_text(matrix_text(fixtures, ["decoder"], ["1.31.1", "1.31.3"], extra=(
+        "    pins: [{versions: '>=1.12.0', requirements: [packaging], why: imported but undeclared}]\n")))
+    session, results = run_matrix(path, cache_dir)
+    cell = results["x-transformers/decoder/1.31.1->1.31.3"]
+    assert cell.verdict == "converted" and "bitwise equal" in cell.summary, cell.summary
+    assert cell.finding["rule"] == {"consumer_args": {"layers": {"norm_add_unit_offset": False}}}
+    assert cell.finding["search"]["before"].startswith("logits:"), cell.finding["search"]
+    plain = Run(session.plan, session.run.builder, session.cache_dir, RunOptions(progress=lambda m: None,
+                                                                                  search=False))
+    unsearched = {r.cell.id: r for r in plain.execute()}["x-transformers/decoder/1.31.1->1.31.3"]
+    assert unsearched.verdict == "diverged"
+    assert "constructor defaults changed: layers.norm_add_unit_offset false -> true" in unsearched.summary

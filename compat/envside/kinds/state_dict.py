@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from compat.envside import artifact, compare
+from compat.envside.defaults import changed_defaults
 from compat.envside.engine import (
     Broken,
     NotApplicable,
@@ -21,13 +22,16 @@ from compat.envside.engine import (
     load_evidence,
     output_evidence,
 )
+from compat.shared.config import merge_config
 
 
 class StateDictRecipe(Recipe):
     """``make(config)`` builds the model with the library in the current environment; ``expect(model)`` returns
     ``None`` when the built model is the one asked for, or the reason it is not (some releases silently ignore a
     keyword they do not know, and comparing a different model under the same name would be a lie);
-    ``make_inputs(generator)`` makes the forward inputs; ``run(model, inputs)`` returns named outputs.
+    ``make_inputs(generator)`` makes the forward inputs; ``run(model, inputs)`` returns named outputs;
+    ``defaults()`` returns the constructor defaults the config relies on (``defaults.signature_defaults``), so that a
+    consumer can say which of them its release changed.
     """
 
     kind = "state-dict"
@@ -35,13 +39,14 @@ class StateDictRecipe(Recipe):
     def __init__(self, name: str, config: Mapping[str, Any], make: Callable[[Mapping[str, Any]], torch.nn.Module],
                  make_inputs: Callable[[torch.Generator], dict[str, torch.Tensor]],
                  run: Callable[[torch.nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]],
-                 expect: Callable[[torch.nn.Module], str | None] = lambda model: None):
+                 expect: Callable[[torch.nn.Module], str | None] = lambda model: None,
+                 defaults: Callable[[], dict[str, Any]] | None = None):
         super().__init__(name, config, make_inputs, run)
-        self._make, self._expect = make, expect
+        self._make, self._expect, self._defaults = make, expect, defaults
 
     def build(self, overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
         """The model; ``overrides`` are constructor arguments a conversion rule sets for the consuming release."""
-        model = building("build it", self._make, {**self.config, **(overrides or {})})
+        model = building("build it", self._make, merge_config(self.config, overrides))
         problem = self._expect(model)
         if problem:
             raise NotApplicable(f"this release built a different model: {problem}")
@@ -71,7 +76,15 @@ class StateDictRecipe(Recipe):
 
         folder.mkdir(parents=True, exist_ok=True)
         save_file(state, str(folder / "model.safetensors"))
-        return Produced(artifact.key_layout(state), inputs, outputs)
+        return Produced(artifact.key_layout(state), inputs, outputs, {"defaults": self.defaults()})
+
+    def defaults(self) -> dict[str, Any]:
+        """The constructor defaults this release gives the arguments the config leaves out ({} without ``defaults``;
+        a library whose classes cannot be inspected records none rather than fail the recipe)."""
+        try:
+            return self._defaults() if self._defaults else {}
+        except Exception:  # noqa: BLE001 - evidence for the search, never a reason to fail the cell
+            return {}
 
     def consume(self, folder: Path, manifest: dict, finding: dict, rule: dict | None) -> None:
         from compat.shared.rules import RuleSet
@@ -90,6 +103,7 @@ class StateDictRecipe(Recipe):
             state, finding["rule_notes"] = artifact.apply_rules(rules, state)
             produced = artifact.key_layout(state, with_digest=False)
         finding["keys"] = compare.diff_keys(produced, artifact.key_layout(self.state_dict(model), with_digest=False))
+        finding["defaults_changed"] = changed_defaults(manifest.get("defaults") or {}, self.defaults(), self.config)
         load_evidence(finding, lambda: self.load(model, state))
         after = self.state_dict(model)
         finding["tensors_changed_on_load"] = sorted(

@@ -12,6 +12,8 @@ KIND = "state-dict"
 FIELDS = {
     "rule": ((dict, type(None)), "the conversion rule applied before loading, if any (rule set data)"),
     "rule_notes": (list, "what the rule lost or rounded (lossy or inexact steps)"),
+    "defaults_changed": (dict, "constructor defaults the config relies on that this release changed: dotted path -> "
+                               "[producer's value, consumer's value]"),
 }
 RULE_PARTS = (("rename", "renames"), ("rename_patterns", "rename patterns"), ("steps", "steps"),
               ("consumer_args", "constructor arguments"))
@@ -23,11 +25,23 @@ def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
         return verdict
     rule = finding.get("rule")
     if rule and not failing_outputs(finding, recipe):
-        steps = [f"{len(rule[key])} {label}" for key, label in RULE_PARTS if rule.get(key)]
+        steps = [f"{_count(rule[key])} {label}" for key, label in RULE_PARTS if rule.get(key)]
         exact = "bitwise equal" if all(s.get("bitwise") for s in finding["outputs"].values()) else "within tolerance"
         lossy = f"; {len(finding['rule_notes'])} lossy or inexact step(s)" if finding.get("rule_notes") else ""
         return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}{lossy}"
-    return by_outputs(finding, recipe)
+    verdict, summary = by_outputs(finding, recipe)
+    changed = finding.get("defaults_changed")
+    if verdict == "diverged" and changed and not rule:
+        summary += "; constructor defaults changed: " + ", ".join(
+            f"{path} {json.dumps(old)} -> {json.dumps(new)}" for path, (old, new) in list(changed.items())[:3])
+    return verdict, summary
+
+
+def _count(part) -> int:
+    """Renames and steps one each; constructor arguments one per argument, however nested."""
+    if isinstance(part, dict) and any(isinstance(value, dict) for value in part.values()):
+        return sum(_count(value) if isinstance(value, dict) else 1 for value in part.values())
+    return len(part)
 
 
 def evidence(finding: dict, limit: int = 12) -> list[str]:

@@ -77,6 +77,7 @@ class Evidence(_Model):
     load_warnings: list[str] = []
     rule: Optional[dict[str, Any]] = None
     rule_notes: list[str] = []
+    defaults_changed: dict[str, list[Any]] = {}
     search: Optional[dict[str, Any]] = None
     tensors_changed_on_load: list[str] = []
     outputs: dict[str, OutputStats] = {}

@@ -1,0 +1,18 @@
+"""Constructor arguments a conversion rule sets (``consumer_args``) merged into a recipe's or a user's config, on
+either side: standard library only."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def merge_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``config`` with ``overrides`` merged in, nested mappings merged key by key (so ``{"layers": {"x": 1}}`` sets
+    one argument of the layers, not all of them)."""
+    merged = dict(config)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
