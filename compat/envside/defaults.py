@@ -16,6 +16,8 @@ import inspect
 import json
 from typing import Any, Mapping
 
+from compat.shared.config import is_set
+
 
 def signature_defaults(constructor, prefix: str = "") -> dict[str, Any]:
     """The defaults of ``constructor``'s keyword parameters that JSON can hold, each under ``prefix + name``
@@ -48,19 +50,10 @@ def changed_defaults(produced: Mapping[str, Any], mine: Mapping[str, Any],
     changed = {}
     for path in sorted(set(produced) & set(mine)):
         theirs, ours = _json(produced[path]), _json(mine[path])
-        if theirs != ours and not _is_set(config, path):
+        if theirs != ours and not is_set(config, path):
             changed[path] = [theirs, ours]
     return changed
 
 
 def _json(value: Any) -> Any:
     return json.loads(json.dumps(value))  # a tuple default and its JSON list compare equal
-
-
-def _is_set(config: Mapping[str, Any], path: str) -> bool:
-    *parents, name = path.split(".")
-    for part in parents:
-        config = config.get(part) if isinstance(config, Mapping) else None
-        if config is None:
-            return False
-    return isinstance(config, Mapping) and name in config

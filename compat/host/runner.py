@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from packaging.version import Version
+
 from compat.host import search
 from compat.host.artifact_store import ArtifactStore, ReleaseArtifacts
 from compat.host.environments import Environment, EnvironmentBuilder
@@ -115,8 +117,33 @@ class Run:
             if finding is None:
                 return None  # not checked yet: ask again after
             tried = self.options.search and self.rule_for(cell) is None and finding.get("kind") == "state-dict"
-            self._searched[cell] = search.candidate(finding) if tried and finding.get("status") == "ok" else None
+            self._searched[cell] = search.candidate(finding, self._inherited(cell)) \
+                if tried and finding.get("status") == "ok" else None
         return self._searched[cell]
+
+    def _inherited(self, cell: Cell) -> dict:
+        """Defaults the consumer has and the producer's release did not, valued as the release nearest the producer
+        that has them gave them (``search.inherited_defaults``), from the releases' own artifacts."""
+        releases = sorted((v for v in self.plan.versions(cell.library) if not self.plan.unreleased(cell.library, v)),
+                          key=Version)
+        if cell.producer not in releases or cell.consumer not in releases:
+            return {}
+        start, end = releases.index(cell.producer), releases.index(cell.consumer)
+        between = releases[start + 1:end + 1] if start < end else releases[end:start][::-1]
+        (producer, config), (consumer, _) = (self._recorded(cell.library, v, cell.recipe)
+                                             for v in (cell.producer, cell.consumer))
+        nearer = [self._recorded(cell.library, version, cell.recipe)[0] for version in between]
+        return search.inherited_defaults(producer, consumer, nearer, config)
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019
+    def _recorded(self, library: str, version: str, recipe: str) -> tuple[dict, dict]:
+        """The constructor defaults and the config a release's artifact recorded ({} where it has none)."""
+        try:
+            manifest = json.loads((self.artifact_dir(library, version, recipe) / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return {}, {}
+        defaults, config = manifest.get("defaults"), manifest.get("config")
+        return (defaults if isinstance(defaults, dict) else {}), (config if isinstance(config, dict) else {})
 
     def _needs_search(self, cell: Cell) -> bool:
         return self.search_rule(cell) is not None and not self.results.has(cell.library, self.search_path(cell))

@@ -21,15 +21,17 @@ norms, and how far the outputs moved). Pure functions; the runner does the I/O.
 
 from __future__ import annotations
 
+import json
 import re
 
 from compat.host.renames import probable_renames
+from compat.shared.config import is_set, merge_config
 
 SCALE_NAMES = frozenset({"weight", "gamma", "g", "scale"})
 SHIFT_NAMES = frozenset({"bias", "beta", "b"})
 
 
-def candidate(finding: dict) -> dict | None:
+def candidate(finding: dict, inherited: dict | None = None) -> dict | None:
     """The rule set (``RuleSet`` data) to try for a state-dict finding whose keys did not fit or whose release changed
     a default, or None when there is nothing to try (the keys fit and no default changed, the outputs agree, or the
     worker recorded no shapes)."""
@@ -37,7 +39,7 @@ def candidate(finding: dict) -> dict | None:
     shapes = keys.get("shapes")
     missing, unexpected = list(keys.get("missing") or []), list(keys.get("unexpected") or [])
     reshaped = keys.get("shape") or []
-    arguments = producer_arguments(finding)
+    arguments = merge_config(producer_arguments(finding), nested(inherited or {}))
     if not (missing or unexpected or reshaped):  # the keys fit: only a changed default can explain other outputs
         outputs = finding.get("outputs") or {}
         agree = bool(outputs) and all(isinstance(s, dict) and s.get("bitwise") for s in outputs.values())
@@ -71,20 +73,41 @@ def candidate(finding: dict) -> dict | None:
 def producer_arguments(finding: dict) -> dict:
     """The constructor defaults the consumer's release changed (``finding["defaults_changed"]``: dotted path ->
     [producer's value, consumer's]), as nested ``consumer_args`` that pass the producer's values explicitly."""
-    nested: dict = {}
     changed = finding.get("defaults_changed")
-    for path, values in (changed.items() if isinstance(changed, dict) else []):
-        if not (isinstance(path, str) and isinstance(values, list) and len(values) == 2):
+    return nested({path: values[0] for path, values in (changed.items() if isinstance(changed, dict) else [])
+                   if isinstance(path, str) and isinstance(values, list) and len(values) == 2})
+
+
+def inherited_defaults(producer: dict, consumer: dict, nearer_first: list[dict], config: dict) -> dict:
+    """Arguments the consumer has and the producer's release did not: the value an argument had in the release
+    nearest the producer that has it (``nearer_first``: the defaults of the releases between, from the producer's
+    side, then the consumer's), where that differs from the consumer's default. A new argument's first default
+    usually keeps the behaviour from before it; when that default later changed (x-transformers added
+    ``norm_add_unit_offset`` off and turned it on in 1.31.2), a checkpoint from before the argument needs the first
+    value. A guess like any candidate: the outputs decide."""
+    found = {}
+    for path, value in consumer.items():
+        if path in producer or is_set(config, path):
             continue
+        first = next((defaults[path] for defaults in nearer_first if path in defaults), value)
+        if json.dumps(first, sort_keys=True) != json.dumps(value, sort_keys=True):
+            found[path] = first
+    return found
+
+
+def nested(values: dict) -> dict:
+    """Dotted paths and values as the nested ``consumer_args`` a rule carries."""
+    tree: dict = {}
+    for path, value in values.items():
         *parents, name = path.split(".")
-        level = nested
+        level = tree
         for part in parents:
             level = level.setdefault(part, {})
             if not isinstance(level, dict):
                 break
         else:
-            level[name] = values[0]
-    return nested
+            level[name] = value
+    return tree
 
 
 def neutral_value(key: str, shape: list[int]) -> float:

@@ -16,3 +16,13 @@ def merge_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | None)
         else:
             merged[key] = value
     return merged
+
+
+def is_set(config: Mapping[str, Any], path: str) -> bool:
+    """Whether ``config`` sets the dotted ``path`` itself (``layers.depth``: ``config["layers"]["depth"]``)."""
+    *parents, name = path.split(".")
+    for part in parents:
+        config = config.get(part) if isinstance(config, Mapping) else None
+        if config is None:
+            return False
+    return isinstance(config, Mapping) and name in config

@@ -3,7 +3,15 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from compat.host.search import candidate, invented_tensors, lost_tensors, neutral_value, rule_lines, rule_summary
+from compat.host.search import (
+    candidate,
+    inherited_defaults,
+    invented_tensors,
+    lost_tensors,
+    neutral_value,
+    rule_lines,
+    rule_summary,
+)
 from compat.shared.rules import RuleSet
 
 
@@ -106,3 +114,15 @@ def test_a_changed_default_joins_the_key_conversion_when_the_keys_moved_too():
     assert rule["steps"] == [{"op": "drop", "key": "norm.beta", "shape": [4]}]
     assert rule["consumer_args"] == {"layers": {"norm_add_unit_offset": False}}
     assert RuleSet.from_data(rule).consumer_args == rule["consumer_args"]
+
+
+def test_an_argument_the_producer_never_had_takes_its_first_value_on_the_way_to_the_consumer():
+    producer = {"layers.depth": 2}
+    introduced_off = {"layers.depth": 2, "layers.norm_add_unit_offset": False}
+    consumer = {"layers.depth": 2, "layers.norm_add_unit_offset": True, "layers.same": 1}
+    inherited = inherited_defaults(producer, consumer, [introduced_off, introduced_off, consumer], {})
+    assert inherited == {"layers.norm_add_unit_offset": False}
+    assert inherited_defaults(producer, consumer, [consumer], {}) == {}, "new with the consumer: nothing to go by"
+    assert inherited_defaults(producer, consumer, [introduced_off], {"layers": {"norm_add_unit_offset": True}}) == {}
+    finding = {"keys": {"missing": [], "unexpected": ["norm.beta"], "shapes": {"norm.beta": [4]}}}
+    assert candidate(finding, inherited)["consumer_args"] == {"layers": {"norm_add_unit_offset": False}}
