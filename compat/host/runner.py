@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from packaging.version import Version
-
 from compat.host import search
 from compat.host.artifact_store import ArtifactStore, ReleaseArtifacts
 from compat.host.environments import Environment, EnvironmentBuilder
@@ -122,18 +120,10 @@ class Run:
         return self._searched[cell]
 
     def _inherited(self, cell: Cell) -> dict:
-        """Defaults the consumer has and the producer's release did not, valued as the release nearest the producer
-        that has them gave them (``search.inherited_defaults``), from the releases' own artifacts."""
-        releases = sorted((v for v in self.plan.versions(cell.library) if not self.plan.unreleased(cell.library, v)),
-                          key=Version)
-        if cell.producer not in releases or cell.consumer not in releases:
-            return {}
-        start, end = releases.index(cell.producer), releases.index(cell.consumer)
-        between = releases[start + 1:end + 1] if start < end else releases[end:start][::-1]
-        (producer, config), (consumer, _) = (self._recorded(cell.library, v, cell.recipe)
-                                             for v in (cell.producer, cell.consumer))
-        nearer = [self._recorded(cell.library, version, cell.recipe)[0] for version in between]
-        return search.inherited_defaults(producer, consumer, nearer, config)
+        """Defaults the consumer has and the producer's release did not (``search.inherited_arguments``)."""
+        releases = [v for v in self.plan.versions(cell.library) if not self.plan.unreleased(cell.library, v)]
+        return search.inherited_arguments(cell.producer, cell.consumer, releases,
+                                          lambda version: self._recorded(cell.library, version, cell.recipe))
 
     @functools.lru_cache(maxsize=None)  # noqa: B019
     def _recorded(self, library: str, version: str, recipe: str) -> tuple[dict, dict]:

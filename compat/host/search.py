@@ -11,7 +11,8 @@ their shapes (``finding["keys"]``). The candidate built from them:
   norm's scale 1, anything else 0);
 - **changed defaults**: constructor defaults the recipe relies on that the consumer's release changed (the worker
   compares the producer's recorded signature defaults with its own, ``finding["defaults_changed"]``), passed with the
-  producer's values as ``consumer_args``; this is also tried when the keys fit but the outputs differ.
+  producer's values as ``consumer_args``; this is also tried when the keys fit but the outputs differ. An argument
+  the producer's release did not have yet gets the value of the first release that had it (``inherited_defaults``).
 
 Name and shape are never proof. The candidate is run in the consumer's environment like any rule (the runner does it
 right after the cell, in the same worker), and the outputs decide: ``converted`` when they agree, ``lossy`` when the
@@ -23,6 +24,9 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Callable
+
+from packaging.version import Version
 
 from compat.host.renames import probable_renames
 from compat.shared.config import is_set, merge_config
@@ -76,6 +80,22 @@ def producer_arguments(finding: dict) -> dict:
     changed = finding.get("defaults_changed")
     return nested({path: values[0] for path, values in (changed.items() if isinstance(changed, dict) else [])
                    if isinstance(path, str) and isinstance(values, list) and len(values) == 2})
+
+
+def inherited_arguments(producer: str, consumer: str, releases: list[str],
+                        recorded: Callable[[str], tuple[dict, dict]]) -> dict:
+    """``inherited_defaults`` for one cell: ``recorded(version)`` gives the defaults and config a release's artifact
+    recorded; the releases between producer and consumer are walked from the producer's side. {} where either is
+    not a release of the list, or the producer recorded no defaults (another kind, an older compat: no evidence)."""
+    ordered = sorted(releases, key=Version)
+    if producer not in ordered or consumer not in ordered:
+        return {}
+    start, end = ordered.index(producer), ordered.index(consumer)
+    between = ordered[start + 1:end + 1] if start < end else ordered[end:start][::-1]
+    (produced, config), (mine, _) = recorded(producer), recorded(consumer)
+    if not produced:
+        return {}
+    return inherited_defaults(produced, mine, [recorded(version)[0] for version in between], config)
 
 
 def inherited_defaults(producer: dict, consumer: dict, nearer_first: list[dict], config: dict) -> dict:

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from compat.host.search import (
     candidate,
+    inherited_arguments,
     inherited_defaults,
     invented_tensors,
     lost_tensors,
@@ -126,3 +127,14 @@ def test_an_argument_the_producer_never_had_takes_its_first_value_on_the_way_to_
     assert inherited_defaults(producer, consumer, [introduced_off], {"layers": {"norm_add_unit_offset": True}}) == {}
     finding = {"keys": {"missing": [], "unexpected": ["norm.beta"], "shapes": {"norm.beta": [4]}}}
     assert candidate(finding, inherited)["consumer_args"] == {"layers": {"norm_add_unit_offset": False}}
+
+
+def test_the_releases_between_are_walked_from_the_producers_side_in_version_order():
+    recorded = {"1.27.0": ({"a": 1}, {}), "1.31.0": ({"a": 1, "offset": False}, {}),
+                "1.31.1": ({"a": 1, "offset": False}, {}), "1.31.3": ({"a": 1, "offset": True}, {}),
+                "0.1.0": ({}, {})}
+    releases = ["1.31.3", "1.27.0", "1.31.1", "1.31.0", "0.1.0"]  # as a matrix may list them
+    assert inherited_arguments("1.27.0", "1.31.3", releases, recorded.get) == {"offset": False}
+    assert inherited_arguments("1.27.0", "1.31.0", releases, recorded.get) == {}
+    assert inherited_arguments("0.1.0", "1.31.3", releases, recorded.get) == {}, "a producer with no record"
+    assert inherited_arguments("1.27.0", "9.9.9", releases, recorded.get) == {}

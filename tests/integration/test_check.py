@@ -37,17 +37,21 @@ CONFIG = {"wrapper": "TransformerWrapper", "num_tokens": 100, "max_seq_len": 32,
           "attn_layers": {"type": "Decoder", "dim": 48, "depth": 2, "heads": 3}}
 
 
-def train(version: str, path: Path, config: dict, cache_dir: Path) -> Path:
-    """A model 'trained' with a real x-transformers release, in that release's own environment."""
-    matrix = path.parent / "m.yaml"
+def release_python(version: str, folder: Path, cache_dir: Path) -> Path:
+    """The interpreter of a real x-transformers release's environment (built by compat, as for the matrix)."""
+    matrix = folder / f"release-{version}.yaml"
     matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
                       f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
                       f"    versions: ['{version}']\n    recipes: [decoder]\n"
                       f"    pins: [{{versions: '>=1.12.0,<1.42.12', requirements: [packaging], why: undeclared}}]\n")
     session = prepare(matrix, cache_dir)
-    environment = session.run.builder.build(session.plan.envs[("x-transformers", version)].request)
-    subprocess.run([str(environment.python), "-c", TRAIN, str(path), json.dumps(config)], check=True,
-                   env={"PYTHONPATH": str(PROJECT)})
+    return session.run.builder.build(session.plan.envs[("x-transformers", version)].request).python
+
+
+def train(version: str, path: Path, config: dict, cache_dir: Path) -> Path:
+    """A model 'trained' with a real x-transformers release, in that release's own environment."""
+    subprocess.run([str(release_python(version, path.parent, cache_dir)), "-c", TRAIN, str(path), json.dumps(config)],
+                   check=True, env={"PYTHONPATH": str(PROJECT)})
     return path
 
 
@@ -175,15 +179,8 @@ with torch.no_grad():
 
 def load_by_hand(version: str, path: Path, config: dict, cache_dir: Path) -> list[float]:
     """The logits a user gets loading ``path`` strictly in a real release, with no compat code in the way."""
-    matrix = path.parent / f"hand-{version}.yaml"
-    matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
-                      f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
-                      f"    versions: ['{version}']\n    recipes: [decoder]\n"
-                      f"    pins: [{{versions: '>=1.12.0,<1.42.12', requirements: [packaging], why: undeclared}}]\n")
-    session = prepare(matrix, cache_dir)
-    environment = session.run.builder.build(session.plan.envs[("x-transformers", version)].request)
-    done = subprocess.run([str(environment.python), "-c", LOAD_BY_HAND, str(path), json.dumps(config)],
-                          capture_output=True, text=True)
+    done = subprocess.run([str(release_python(version, path.parent, cache_dir)), "-c", LOAD_BY_HAND, str(path),
+                           json.dumps(config)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
 
