@@ -70,6 +70,7 @@ class Run:
         self.environments: dict[EnvKey, Environment] = {}
         self.stats = RunStats()
         self._searched: dict[Cell, dict | None] = {}
+        self._manifests: dict[tuple[str, str, str], tuple[dict, dict]] = {}
         self._done: set[EnvKey] = set()
         self._condition = threading.Condition()
         self._busy = OrderedSlots(max(1, self.options.jobs))
@@ -110,33 +111,61 @@ class Run:
     def search_rule(self, cell: Cell) -> dict | None:
         """The conversion the search tries for ``cell``: only where no rule was given, and its finding (as saved)
         is a strict load whose keys did not fit. Known once the cell's own finding is."""
-        if cell not in self._searched:
-            finding = self.results.get(cell.library, self.result_path(cell))
-            if finding is None:
-                return None  # not checked yet: ask again after
-            tried = self.options.search and self.rule_for(cell) is None and finding.get("kind") == "state-dict"
-            self._searched[cell] = search.candidate(finding, self._inherited(cell)) \
-                if tried and finding.get("status") == "ok" else None
-        return self._searched[cell]
+        return self._search(cell)[0]
 
-    def _inherited(self, cell: Cell) -> dict:
-        """Defaults the consumer has and the producer's release did not (``search.inherited_arguments``)."""
+    def _search(self, cell: Cell) -> tuple[dict | None, set[str]]:
+        """``search_rule`` and the releases between whose artifacts it still lacks. A candidate is remembered only
+        once its evidence is complete: a resumed run can know a cell's finding before the releases between producer
+        and consumer have produced, and must not decide the conversion without their recorded defaults."""
+        if cell in self._searched:
+            return self._searched[cell], set()
+        finding = self.results.get(cell.library, self.result_path(cell))
+        if finding is None:
+            return None, set()  # not checked yet: ask again after
+        tried = self.options.search and self.rule_for(cell) is None and finding.get("kind") == "state-dict"
+        if not (tried and finding.get("status") == "ok"):
+            self._searched[cell] = None
+            return None, set()
+        inherited, lacking = self._inherited(cell)
+        rule = search.candidate(finding, inherited)
+        if not lacking:
+            self._searched[cell] = rule
+        return rule, lacking
+
+    def _inherited(self, cell: Cell) -> tuple[dict, set[str]]:
+        """Defaults the consumer has and the producer's release did not (``search.inherited_arguments``), and the
+        releases whose artifacts were not there to read."""
         releases = [v for v in self.plan.versions(cell.library) if not self.plan.unreleased(cell.library, v)]
-        return search.inherited_arguments(cell.producer, cell.consumer, releases,
-                                          lambda version: self._recorded(cell.library, version, cell.recipe))
+        lacking: set[str] = set()
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
-    def _recorded(self, library: str, version: str, recipe: str) -> tuple[dict, dict]:
-        """The constructor defaults and the config a release's artifact recorded ({} where it has none)."""
-        try:
-            manifest = json.loads((self.artifact_dir(library, version, recipe) / "manifest.json").read_text())
-        except (OSError, ValueError):
-            return {}, {}
-        defaults, config = manifest.get("defaults"), manifest.get("config")
-        return (defaults if isinstance(defaults, dict) else {}), (config if isinstance(config, dict) else {})
+        def recorded(version: str) -> tuple[dict, dict]:
+            found = self._recorded(cell.library, version, cell.recipe)
+            if found is None:
+                lacking.add(version)
+            return found or ({}, {})
+        return search.inherited_arguments(cell.producer, cell.consumer, releases, recorded), lacking
 
-    def _needs_search(self, cell: Cell) -> bool:
-        return self.search_rule(cell) is not None and not self.results.has(cell.library, self.search_path(cell))
+    def _recorded(self, library: str, version: str, recipe: str) -> tuple[dict, dict] | None:
+        """The constructor defaults and the config a release's artifact recorded ({} where it has none), or None
+        while it has no artifact (not remembered: it may be produced later in the run)."""
+        key = (library, version, recipe)
+        if key not in self._manifests:
+            try:
+                manifest = json.loads((self.artifact_dir(*key) / "manifest.json").read_text())
+            except (OSError, ValueError):
+                return None
+            defaults, config = manifest.get("defaults"), manifest.get("config")
+            self._manifests[key] = ((defaults if isinstance(defaults, dict) else {}),
+                                    (config if isinstance(config, dict) else {}))
+        return self._manifests[key]
+
+    def _needs_search(self, cell: Cell, producing: set[EnvKey] | None = None) -> bool:
+        """Whether the consumer must try the cell's conversion; also when its evidence comes from a release
+        ``producing`` in this run (decided in the consumer's turn, once every producer is done)."""
+        rule, lacking = self._search(cell)
+        if producing and any((cell.library, version) in producing for version in lacking):
+            return True
+        return rule is not None and not self.results.has(cell.library, self.search_path(cell))
 
     def rule_for(self, cell: Cell) -> dict | None:
         if cell in self.rules:
@@ -158,7 +187,9 @@ class Run:
             if (not self._has_artifact(*producer, cell.recipe) and cell.recipe not in produce.get(producer, [])
                     and not self.stored_problem(*producer, cell.recipe)):
                 produce.setdefault(producer, []).append(cell.recipe)
-            if not self.results.has(cell.library, self.result_path(cell)) or self._needs_search(cell):
+        producing = set(produce)
+        for cell in cells:
+            if not self.results.has(cell.library, self.result_path(cell)) or self._needs_search(cell, producing):
                 consume.setdefault((cell.library, cell.consumer), []).append(cell)
         # threads start in the order they take busy slots: the first ones to arrive take free slots unopposed
         active = sorted(set(produce) | set(consume), key=lambda key: self._order[key])

@@ -7,6 +7,7 @@ loud break); 0.28.4 -> 0.30.0 kept every key but changed what qk-norm attention 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -341,3 +342,24 @@ def test_a_changed_constructor_default_is_found_and_passed_explicitly(tmp_path, 
     unsearched = {r.cell.id: r for r in plain.execute()}["x-transformers/decoder/1.31.1->1.31.3"]
     assert unsearched.verdict == "diverged"
     assert "constructor defaults changed: layers.norm_add_unit_offset false -> true" in unsearched.summary
+
+
+def test_a_resumed_run_waits_for_the_releases_between_before_it_decides_a_cells_conversion(tmp_path, cache_dir):
+    """1.27.0 had no ``norm_add_unit_offset``; 1.31.1 has it off, 1.31.3 on: the search reads 1.31.1's artifact to
+    pass ``False``. A run interrupted after the cell was checked but before 1.31.1 produced (its artifact is gone
+    here) resumes with the cell's finding in the cache: the conversion must wait for 1.31.1's evidence, not be
+    decided (and remembered) without it."""
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
+    path = tmp_path / "m.yaml"
+    path.write_text(matrix_text(fixtures, ["decoder"], ["1.27.0", "1.31.1", "1.31.3"], extra=(
+        "    pins: [{versions: '>=1.12.0', requirements: [packaging], why: imported but undeclared}]\n")))
+    cell_id = "x-transformers/decoder/1.27.0->1.31.3"
+    session, results = run_matrix(path, cache_dir)
+    assert results[cell_id].verdict == "converted", results[cell_id].summary
+    rule = results[cell_id].finding["rule"]
+    assert rule["consumer_args"] == {"layers": {"norm_add_unit_offset": False}}, rule
+    shutil.rmtree(session.run.artifact_dir("x-transformers", "1.31.1", "decoder"))
+    resumed, results = run_matrix(path, cache_dir)
+    assert resumed.run.stats.produced == 1
+    assert results[cell_id].verdict == "converted", results[cell_id].summary
+    assert results[cell_id].finding["rule"] == rule

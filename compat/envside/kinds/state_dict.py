@@ -43,6 +43,7 @@ class StateDictRecipe(Recipe):
                  defaults: Callable[[], dict[str, Any]] | None = None):
         super().__init__(name, config, make_inputs, run)
         self._make, self._expect, self._defaults = make, expect, defaults
+        self._read_defaults: dict[str, Any] | None = None
 
     def build(self, overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
         """The model; ``overrides`` are constructor arguments a conversion rule sets for the consuming release."""
@@ -80,11 +81,14 @@ class StateDictRecipe(Recipe):
 
     def defaults(self) -> dict[str, Any]:
         """The constructor defaults this release gives the arguments the config leaves out ({} without ``defaults``;
-        a library whose classes cannot be inspected records none rather than fail the recipe)."""
-        try:
-            return self._defaults() if self._defaults else {}
-        except Exception:  # noqa: BLE001 - evidence for the search, never a reason to fail the cell
-            return {}
+        a library whose classes cannot be inspected records none rather than fail the recipe). Read once per worker:
+        every consumed cell compares them."""
+        if self._read_defaults is None:
+            try:
+                self._read_defaults = self._defaults() if self._defaults else {}
+            except Exception:  # noqa: BLE001 - evidence for the search, never a reason to fail the cell
+                self._read_defaults = {}
+        return self._read_defaults
 
     def consume(self, folder: Path, manifest: dict, finding: dict, rule: dict | None) -> None:
         from compat.shared.rules import RuleSet

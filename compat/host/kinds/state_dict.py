@@ -7,6 +7,7 @@ import json
 
 from compat.host.kinds.common import Verdict, by_outputs, failing_outputs, refused
 from compat.host.matrix import RecipeSpec
+from compat.host.search import flat_arguments
 
 KIND = "state-dict"
 FIELDS = {
@@ -25,7 +26,8 @@ def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
         return verdict
     rule = finding.get("rule")
     if rule and not failing_outputs(finding, recipe):
-        steps = [f"{_count(rule[key])} {label}" for key, label in RULE_PARTS if rule.get(key)]
+        steps = [f"{len(flat_arguments(rule)) if key == 'consumer_args' else len(rule[key])} {label}"
+                 for key, label in RULE_PARTS if rule.get(key)]
         exact = "bitwise equal" if all(s.get("bitwise") for s in finding["outputs"].values()) else "within tolerance"
         lossy = f"; {len(finding['rule_notes'])} lossy or inexact step(s)" if finding.get("rule_notes") else ""
         return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}{lossy}"
@@ -35,13 +37,6 @@ def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
         summary += "; constructor defaults changed: " + ", ".join(
             f"{path} {json.dumps(old)} -> {json.dumps(new)}" for path, (old, new) in list(changed.items())[:3])
     return verdict, summary
-
-
-def _count(part) -> int:
-    """Renames and steps one each; constructor arguments one per argument, however nested."""
-    if isinstance(part, dict) and any(isinstance(value, dict) for value in part.values()):
-        return sum(_count(value) if isinstance(value, dict) else 1 for value in part.values())
-    return len(part)
 
 
 def evidence(finding: dict, limit: int = 12) -> list[str]:
