@@ -35,7 +35,7 @@ from compat.host.report.reading import lead_sentence, unreleased_lead
 from compat.host.runner import Run, RunOptions
 from compat.host.store import default_cache_dir
 from compat.host.survey import ChangePoint, find_changes, signature
-from compat.host.upgrade import CARRIED, Upgrade, write_upgraded
+from compat.host.upgrade import CARRIED, Upgrade, evidence_releases, write_upgraded
 from compat.host.user import (
     UserCheckpoint,
     read_constructor_arguments,
@@ -180,6 +180,9 @@ def bisect(library_name: str | None, recipe: str | None, good: str | None, bad: 
     return Bisection(library.name, recipe, good, bad, len(versions), changes, verdicts, len(verdicts))
 
 
+MATRIX_RELEASES = ("exact", "latest", "range")  # the selectors of a matrix's versions that name registry releases
+
+
 def check(checkpoint: UserCheckpoint, against: list[str], matrix_path: Path | str | None = None,
           cache_dir: Path | None = None, options: RunOptions | None = None) -> tuple[Run, list[CellResult]]:
     """Load a user's own checkpoint in each release that ``against`` names (versions, ``latest``, ranges), against
@@ -196,13 +199,28 @@ def _check(checkpoint: UserCheckpoint, targets: Callable[[LibrarySpec], tuple[Ve
     index = read_index_settings()
     releases = fetch_releases(library.package, index.index_url, cache_dir)
     saved_with = _one_version(releases, checkpoint.saved_with, "--saved-with")
-    plan, _ = plan_for(matrix, library, (VersionSelector("exact", saved_with),) + targets(library),
-                       index, cache_dir, lambda found: [Cell(library.name, recipe, saved_with, v) for v in found])
+    selectors = (VersionSelector("exact", saved_with),) + targets(library)
     builder = EnvironmentBuilder(cache_dir, index)
-    run = Run(plan, builder, cache_dir, options, user=user)
-    results = run.execute()
-    refuse_unloadable(run, library.name, saved_with, recipe)
-    return run, results
+
+    def run_with(evidence: list[str]) -> tuple[Run, list[CellResult]]:
+        """The check, with ``evidence``: releases that produce (their recorded defaults) but are not targets."""
+        plan, _ = plan_for(matrix, library, selectors + tuple(VersionSelector("exact", v) for v in evidence), index,
+                           cache_dir, lambda found: [Cell(library.name, recipe, saved_with, v) for v in found
+                                                     if v not in evidence])
+        run = Run(plan, builder, cache_dir, options, user=user)
+        results = run.execute()
+        refuse_unloadable(run, library.name, saved_with, recipe)
+        return run, results
+
+    run, results = run_with([])
+    evidence = evidence_releases(results, run.candidates.new_arguments, _matrix_releases(library, releases),
+                                 run.plan.versions(library.name), saved_with)
+    return run_with(evidence) if evidence else (run, results)
+
+
+def _matrix_releases(library: LibrarySpec, releases) -> list[str]:
+    """The releases the matrix lists for ``library`` (its exact versions, ``latest`` and ranges)."""
+    return select(tuple(s for s in library.versions if s.kind in MATRIX_RELEASES), releases)[0]
 
 
 NEWEST_EXACT = "newest-exact"
@@ -217,7 +235,7 @@ def upgrade(checkpoint: UserCheckpoint, to: str, out: Path, matrix_path: Path | 
     ``what_is_lost`` says why), unless ``accept_lossy`` and the best conversion found loads there (``lossy``)."""
     if to == NEWEST_EXACT:
         def releases(library: LibrarySpec) -> tuple[VersionSelector, ...]:
-            return tuple(s for s in library.versions if s.kind in ("exact", "latest", "range"))
+            return tuple(s for s in library.versions if s.kind in MATRIX_RELEASES)
         _, results = _check(checkpoint, releases, matrix_path, cache_dir, options)
         newer = [r for r in results if Version(r.cell.consumer) >= Version(r.cell.producer)]
         reached = [r for r in newer if r.verdict in CARRIED]

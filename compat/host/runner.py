@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from compat.host import search
 from compat.host.artifact_store import ArtifactStore, ReleaseArtifacts
+from compat.host.candidates import Candidates
 from compat.host.environments import Environment, EnvironmentBuilder
 from compat.host.outcome import CellResult, RunStats
 from compat.host.plan import Cell, Plan
@@ -69,8 +69,8 @@ class Run:
         self.worker_errors: dict[EnvKey, str] = {}
         self.environments: dict[EnvKey, Environment] = {}
         self.stats = RunStats()
-        self._searched: dict[Cell, dict | None] = {}
-        self._manifests: dict[tuple[str, str, str], tuple[dict, dict]] = {}
+        self.candidates = Candidates(plan, self.results, self.artifact_dir, self.result_path, self.rule_for,
+                                     self.options.search)
         self._done: set[EnvKey] = set()
         self._condition = threading.Condition()
         self._busy = OrderedSlots(max(1, self.options.jobs))
@@ -109,60 +109,13 @@ class Run:
                                  self.code[cell.library], rule_text(rule))
 
     def search_rule(self, cell: Cell) -> dict | None:
-        """The conversion the search tries for ``cell``: only where no rule was given, and its finding (as saved)
-        is a strict load whose keys did not fit. Known once the cell's own finding is."""
-        return self._search(cell)[0]
-
-    def _search(self, cell: Cell) -> tuple[dict | None, set[str]]:
-        """``search_rule`` and the releases between whose artifacts it still lacks. A candidate is remembered only
-        once its evidence is complete: a resumed run can know a cell's finding before the releases between producer
-        and consumer have produced, and must not decide the conversion without their recorded defaults."""
-        if cell in self._searched:
-            return self._searched[cell], set()
-        finding = self.results.get(cell.library, self.result_path(cell))
-        if finding is None:
-            return None, set()  # not checked yet: ask again after
-        tried = self.options.search and self.rule_for(cell) is None and finding.get("kind") == "state-dict"
-        if not (tried and finding.get("status") == "ok"):
-            self._searched[cell] = None
-            return None, set()
-        inherited, lacking = self._inherited(cell)
-        rule = search.candidate(finding, inherited)
-        if not lacking:
-            self._searched[cell] = rule
-        return rule, lacking
-
-    def _inherited(self, cell: Cell) -> tuple[dict, set[str]]:
-        """Defaults the consumer has and the producer's release did not (``search.inherited_arguments``), and the
-        releases whose artifacts were not there to read."""
-        releases = [v for v in self.plan.versions(cell.library) if not self.plan.unreleased(cell.library, v)]
-        lacking: set[str] = set()
-
-        def recorded(version: str) -> tuple[dict, dict]:
-            found = self._recorded(cell.library, version, cell.recipe)
-            if found is None:
-                lacking.add(version)
-            return found or ({}, {})
-        return search.inherited_arguments(cell.producer, cell.consumer, releases, recorded), lacking
-
-    def _recorded(self, library: str, version: str, recipe: str) -> tuple[dict, dict] | None:
-        """The constructor defaults and the config a release's artifact recorded ({} where it has none), or None
-        while it has no artifact (not remembered: it may be produced later in the run)."""
-        key = (library, version, recipe)
-        if key not in self._manifests:
-            try:
-                manifest = json.loads((self.artifact_dir(*key) / "manifest.json").read_text())
-            except (OSError, ValueError):
-                return None
-            defaults, config = manifest.get("defaults"), manifest.get("config")
-            self._manifests[key] = ((defaults if isinstance(defaults, dict) else {}),
-                                    (config if isinstance(config, dict) else {}))
-        return self._manifests[key]
+        """The conversion the search tries for ``cell`` (``candidates.Candidates.rule``)."""
+        return self.candidates.rule(cell)[0]
 
     def _needs_search(self, cell: Cell, producing: set[EnvKey] | None = None) -> bool:
         """Whether the consumer must try the cell's conversion; also when its evidence comes from a release
         ``producing`` in this run (decided in the consumer's turn, once every producer is done)."""
-        rule, lacking = self._search(cell)
+        rule, lacking = self.candidates.rule(cell)
         if producing and any((cell.library, version) in producing for version in lacking):
             return True
         return rule is not None and not self.results.has(cell.library, self.search_path(cell))
@@ -182,11 +135,10 @@ class Run:
         cells = [c for c in self.plan.cells if consumers is None or (c.library, c.consumer) in consumers]
         produce: dict[EnvKey, list[str]] = {}
         consume: dict[EnvKey, list[Cell]] = {}
-        for cell in cells:
-            producer = (cell.library, cell.producer)
-            if (not self._has_artifact(*producer, cell.recipe) and cell.recipe not in produce.get(producer, [])
-                    and not self.stored_problem(*producer, cell.recipe)):
-                produce.setdefault(producer, []).append(cell.recipe)
+        wanted = [((c.library, c.producer), c.recipe) for c in cells] + sorted(self.candidates.evidence(cells))
+        for producer, recipe in dict.fromkeys(wanted):  # in the cells' order, each once
+            if not self._has_artifact(*producer, recipe) and not self.stored_problem(*producer, recipe):
+                produce.setdefault(producer, []).append(recipe)
         producing = set(produce)
         for cell in cells:
             if not self.results.has(cell.library, self.result_path(cell)) or self._needs_search(cell, producing):
@@ -251,8 +203,9 @@ class Run:
                     worker = None
             self._mark_done(key)
             if cells:
+                waits = {(c.library, c.producer) for c in cells} | {key for key, _ in self.candidates.evidence(cells)}
                 with self._condition:
-                    self._condition.wait_for(lambda: {(c.library, c.producer) for c in cells} <= self._done)
+                    self._condition.wait_for(lambda: waits <= self._done)
                 runnable = [c for c in cells if self._has_artifact(c.library, c.producer, c.recipe)]
                 if runnable:
                     with self._busy.slot((self._order[key][0], 1, self._order[key][1])):

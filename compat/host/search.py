@@ -22,6 +22,7 @@ norms, and how far the outputs moved). Pure functions; the runner does the I/O.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Callable
@@ -87,15 +88,28 @@ def inherited_arguments(producer: str, consumer: str, releases: list[str],
     """``inherited_defaults`` for one cell: ``recorded(version)`` gives the defaults and config a release's artifact
     recorded; the releases between producer and consumer are walked from the producer's side. {} where either is
     not a release of the list, or the producer recorded no defaults (another kind, an older compat: no evidence)."""
-    ordered = sorted(releases, key=Version)
-    if producer not in ordered or consumer not in ordered:
+    between = releases_between(producer, consumer, releases)
+    if between is None:
         return {}
-    start, end = ordered.index(producer), ordered.index(consumer)
-    between = ordered[start + 1:end + 1] if start < end else ordered[end:start][::-1]
     (produced, config), (mine, _) = recorded(producer), recorded(consumer)
     if not produced:
         return {}
     return inherited_defaults(produced, mine, [recorded(version)[0] for version in between], config)
+
+
+def releases_between(producer: str, consumer: str, releases: list[str]) -> list[str] | None:
+    """The releases after the producer's up to the consumer's (included), from the producer's side, in either
+    direction; None where either is not among ``releases``."""
+    ordered = sorted(releases, key=_version)
+    if producer not in ordered or consumer not in ordered:
+        return None
+    start, end = ordered.index(producer), ordered.index(consumer)
+    return ordered[start + 1:end + 1] if start < end else ordered[end:start][::-1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _version(text: str) -> Version:
+    return Version(text)
 
 
 def inherited_defaults(producer: dict, consumer: dict, nearer_first: list[dict], config: dict) -> dict:
@@ -113,6 +127,12 @@ def inherited_defaults(producer: dict, consumer: dict, nearer_first: list[dict],
         if json.dumps(first, sort_keys=True) != json.dumps(value, sort_keys=True):
             found[path] = first
     return found
+
+
+def new_arguments(producer: dict, consumer: dict, config: dict) -> list[str]:
+    """The defaults the consumer's release has and the producer's did not, that the config leaves to the release:
+    where the releases between can supply a value (``inherited_defaults``)."""
+    return [path for path in consumer if path not in producer and not is_set(config, path)] if producer else []
 
 
 def nested(values: dict) -> dict:

@@ -14,9 +14,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from packaging.version import Version
 
 from compat.host.keydiff import convert, open_checkpoint
 from compat.host.outcome import CellResult
+from compat.host.plan import Cell
 from compat.host.search import invented_tensors, lost_tensors
 from compat.host.user import UserCheckpoint
 from compat.shared.config import merge_config
@@ -24,6 +28,22 @@ from compat.shared.rules import RuleSet
 from compat.shared.stamp import PREFIX
 
 CARRIED = ("identical", "equivalent", "converted")
+
+
+def evidence_releases(results: list[CellResult], new_arguments: Callable[[Cell], list[str]], versions: list[str],
+                      planned: list[str], saved_with: str) -> list[str]:
+    """The matrix's ``versions`` a check must also produce in (beyond the ``planned`` ones): those between the
+    release a checkpoint was saved with and a target it did not reach, where the target has constructor arguments
+    the checkpoint's release did not (``new_arguments(cell)``). The search gives such an argument the value of the
+    first release that had it (``search.inherited_arguments``), so it needs those releases' recorded defaults. Not
+    where the best conversion already drops values: no argument brings them back."""
+    unreached = [r.cell.consumer for r in results if r.verdict not in CARRIED and r.finding.get("status") == "ok"
+                 and not lost_tensors(r.finding) and new_arguments(r.cell)]
+    if not unreached:
+        return []
+    ordered = sorted({saved_with, *unreached}, key=Version)
+    low, high = Version(ordered[0]), Version(ordered[-1])
+    return [v for v in versions if low < Version(v) < high and v not in set(planned)]
 
 
 @dataclass

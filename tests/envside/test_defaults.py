@@ -29,3 +29,26 @@ def test_overrides_merge_into_nested_config_key_by_key():
                       "wrapper": {"emb_dropout": 0.0}}
     assert config == {"num_tokens": 64, "layers": {"dim": 32, "depth": 2}}
     assert merge_config(config, None) == config
+
+
+def test_a_release_that_cannot_load_a_checkpoint_still_records_its_defaults(tmp_path):
+    """A user's checkpoint produced in a release between the one it was saved with and a target may not load there;
+    that release's defaults are still the search's evidence (``search.inherited_arguments``)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from compat.envside.artifact import read_manifest
+    from compat.envside.engine import produce_artifact
+    from compat.envside.kinds.state_dict import StateDictRecipe
+
+    def make(config):
+        return torch.nn.LayerNorm(config["dim"], bias=config.get("bias", False))
+
+    recipe = StateDictRecipe("user", {"dim": 4}, make, lambda generator: {"x": torch.randn(1, 4, generator=generator)},
+                             lambda model, inputs: model(inputs["x"]),
+                             defaults=lambda: signature_defaults(torch.nn.LayerNorm, "layers."))
+    checkpoint = tmp_path / "saved.safetensors"
+    save_file({"weight": torch.ones(4), "bias": torch.zeros(4)}, str(checkpoint))  # a bias this model has no place for
+    manifest = produce_artifact(recipe, "torch", "2.x", tmp_path / "artifact", str(checkpoint))
+    assert manifest["status"] == "broken" and "Unexpected key" in manifest["reason"]
+    assert read_manifest(tmp_path / "artifact")["defaults"]["layers.eps"] == 1e-05

@@ -10,6 +10,8 @@ from compat.host.search import (
     invented_tensors,
     lost_tensors,
     neutral_value,
+    new_arguments,
+    releases_between,
     rule_lines,
     rule_summary,
 )
@@ -138,3 +140,19 @@ def test_the_releases_between_are_walked_from_the_producers_side_in_version_orde
     assert inherited_arguments("1.27.0", "1.31.0", releases, recorded.get) == {}
     assert inherited_arguments("0.1.0", "1.31.3", releases, recorded.get) == {}, "a producer with no record"
     assert inherited_arguments("1.27.0", "9.9.9", releases, recorded.get) == {}
+
+
+def test_the_releases_between_are_walked_from_the_producers_side_in_either_direction():
+    releases = ["1.31.3", "1.27.0", "1.10.0", "1.31.1", "1.9.0"]
+    assert releases_between("1.9.0", "1.31.1", releases) == ["1.10.0", "1.27.0", "1.31.1"]
+    assert releases_between("1.31.1", "1.9.0", releases) == ["1.27.0", "1.10.0", "1.9.0"]
+    assert releases_between("1.27.0", "1.27.0", releases) == []
+    assert releases_between("1.27.0", "2.0.0", releases) is None
+
+
+def test_new_arguments_are_the_consumers_defaults_the_producer_lacked_and_the_config_leaves_open():
+    producer = {"layers.heads": 8}
+    consumer = {"layers.heads": 8, "layers.norm_add_unit_offset": True, "layers.dim_head": 64}
+    assert new_arguments(producer, consumer, {}) == ["layers.norm_add_unit_offset", "layers.dim_head"]
+    assert new_arguments(producer, consumer, {"layers": {"dim_head": 32}}) == ["layers.norm_add_unit_offset"]
+    assert new_arguments({}, consumer, {}) == [], "a producer that recorded nothing is no evidence"

@@ -7,7 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from compat.host.outcome import CellResult
 from compat.host.plan import Cell
-from compat.host.upgrade import what_is_lost, write_upgraded
+from compat.host.upgrade import evidence_releases, what_is_lost, write_upgraded
 from compat.host.user import UserCheckpoint
 from compat.shared.stamp import read_stamp
 
@@ -45,3 +45,24 @@ def test_nothing_is_written_for_a_cell_that_did_not_carry(tmp_path):
                       "m6, m7 ..."
     assert lost[1] == "the target release has no place for 1 tensors: u"
     assert lost[2] == "output logits: max abs 0.5, cosine 0.9"
+
+
+def test_the_releases_between_are_asked_for_only_where_a_new_argument_could_reach_a_target():
+    """A 1.27.0 checkpoint diverged in 1.31.3, which has an argument 1.27.0 did not: the matrix's releases between
+    (not those already planned, not those beyond) must produce. Not for a carried target, nor where the best
+    conversion dropped values, nor where the target has no new argument."""
+    matrix = ["1.27.0", "1.30.0", "1.31.1", "1.31.3", "1.42.0"]
+
+    def cell(consumer: str, verdict: str, notes=()) -> CellResult:
+        return CellResult(Cell("x-transformers", "user", "1.27.0", consumer), verdict, verdict, "why",
+                          {"status": "ok", "rule_notes": list(notes)})
+    new = {"1.31.3": ["layers.norm_add_unit_offset"]}
+
+    def wanted(*results):
+        return evidence_releases(list(results), lambda c: new.get(c.consumer, []), matrix, ["1.27.0", "1.31.3"],
+                                 "1.27.0")
+    assert wanted(cell("1.31.3", "diverged")) == ["1.30.0", "1.31.1"]
+    assert wanted(cell("1.31.3", "converted")) == []
+    assert wanted(cell("1.31.3", "lossy", ["lossy: dropped norm.bias (norm 3.2), which is not all zeros"])) == []
+    new.clear()
+    assert wanted(cell("1.31.3", "diverged")) == []

@@ -247,3 +247,28 @@ def test_an_upgrade_across_a_changed_default_passes_the_old_value_and_the_stamp_
     assert config["attn_layers"]["norm_add_unit_offset"] is False
     assert load_by_hand("1.31.3", out, config, cache_dir) == original
     assert load_by_hand("1.31.3", out, CONFIG, cache_dir) != original, "the default's change is silent without it"
+
+
+def test_an_upgrade_from_before_an_argument_existed_takes_its_first_value_from_the_releases_between(tmp_path,
+                                                                                                     cache_dir):
+    """1.27.0 had no ``norm_add_unit_offset``; it came off by default and 1.31.2 turned it on. A 1.27.0 model upgraded
+    to 1.31.3: the target's own default is wrong for it, and neither end says what is right. The check then also
+    produces in the matrix's releases between (1.31.1 here: the checkpoint does not even load there, its defaults
+    are recorded all the same), passes the first value the argument had, and verifies it; loaded by hand in 1.31.3
+    with the stamped config, the logits are the original's bit for bit."""
+    stamped = train("1.27.0", tmp_path / "model.safetensors", CONFIG, cache_dir)
+    original = load_by_hand("1.27.0", stamped, CONFIG, cache_dir)
+    matrix = tmp_path / "between.yaml"
+    matrix.write_text(f"libraries:\n  x-transformers:\n    import: x_transformers\n"
+                      f"    fixtures: {PROJECT / 'compat' / 'fixtures' / 'x_transformers.py'}\n"
+                      f"    versions: ['1.27.0', '1.31.1', '1.31.3']\n    recipes: [decoder]\n"
+                      f"    pins: [{{versions: '>=1.12.0,<1.42.12', requirements: [packaging], why: undeclared}}]\n")
+    out = tmp_path / "model-1.31.3.safetensors"
+    done = compat("upgrade", stamped, "--to", "1.31.3", "-o", out, "--matrix", matrix, f"--cache-dir={cache_dir}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1.27.0 -> 1.31.3: converted" in done.stdout, done.stdout
+    assert "constructor argument attn_layers.norm_add_unit_offset=False" in done.stdout
+    assert "1.27.0 -> 1.31.1" not in done.stdout, "a release between is evidence, not a target"
+    config = read_stamp(out)["config"]
+    assert config["attn_layers"]["norm_add_unit_offset"] is False
+    assert load_by_hand("1.31.3", out, config, cache_dir) == original

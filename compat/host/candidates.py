@@ -1,0 +1,104 @@
+"""Which conversion the search tries for each cell of a run, and the artifacts that decide it.
+
+A candidate (``search.candidate``) comes from the cell's own finding and, for constructor arguments the producer's
+release did not have, from the defaults recorded by the releases between producer and consumer
+(``search.inherited_arguments``). The runner asks before a run (is there a conversion to try?), in the consumer's
+turn, and when judging; a candidate is remembered only once all of its evidence was there to read, because a resumed
+run can know a cell's finding before the releases between have produced.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Callable
+
+from packaging.version import Version
+
+from compat.host import search
+from compat.host.plan import Cell, Plan
+from compat.host.results import ResultIndex
+
+EnvKey = tuple[str, str]  # (library, version)
+
+
+class Candidates:
+    def __init__(self, plan: Plan, results: ResultIndex, artifact_dir: Callable[[str, str, str], Path],
+                 result_path: Callable[[Cell], Path], rule_for: Callable[[Cell], dict | None], enabled: bool):
+        """``artifact_dir(library, version, recipe)``, ``result_path(cell)`` (the cell's finding as loaded under
+        ``rule_for(cell)``) are the run's; ``enabled`` is False for a run without the search."""
+        self.plan, self.results, self.enabled = plan, results, enabled
+        self._artifact_dir, self._result_path, self._rule_for = artifact_dir, result_path, rule_for
+        self._decided: dict[Cell, dict | None] = {}
+        self._manifests: dict[tuple[str, str, str], tuple[dict, dict]] = {}
+
+    def rule(self, cell: Cell) -> tuple[dict | None, set[str]]:
+        """The conversion to try for ``cell`` (None: nothing to try, or its finding is not known yet), and the
+        releases between whose artifacts it still lacks. Tried only where no rule was given and the finding is an
+        ``ok`` state-dict load."""
+        if cell in self._decided:
+            return self._decided[cell], set()
+        finding = self.results.get(cell.library, self._result_path(cell))
+        if finding is None:
+            return None, set()  # not checked yet: ask again after
+        tried = self.enabled and self._rule_for(cell) is None and finding.get("kind") == "state-dict"
+        if not (tried and finding.get("status") == "ok"):
+            self._decided[cell] = None
+            return None, set()
+        inherited, lacking = self._inherited(cell)
+        rule = search.candidate(finding, inherited)
+        if not lacking:
+            self._decided[cell] = rule
+        return rule, lacking
+
+    def evidence(self, cells: list[Cell]) -> set[tuple[EnvKey, str]]:
+        """The releases and recipes whose artifacts the search reads for ``cells`` besides their producers': the
+        defaults recorded by every release between a producer and its consumer. Per recipe, the releases from the
+        oldest to the newest its cells name (the union of their spans)."""
+        named: dict[tuple[str, str], set[str]] = {}
+        for cell in cells:
+            named.setdefault((cell.library, cell.recipe), set()).update((cell.producer, cell.consumer))
+        found = set()
+        for (library, recipe), versions in named.items():
+            releases = self._releases(library)
+            places = [releases.index(version) for version in versions if version in releases]
+            if len(places) > 1:
+                found |= {((library, version), recipe) for version in releases[min(places):max(places) + 1]}
+        return found
+
+    def new_arguments(self, cell: Cell) -> list[str]:
+        """``search.new_arguments`` from the cell's producer and consumer artifacts ([] while either is missing)."""
+        produced = self._recorded(cell.library, cell.producer, cell.recipe)
+        mine = self._recorded(cell.library, cell.consumer, cell.recipe)
+        return search.new_arguments(produced[0], mine[0], produced[1]) if produced and mine else []
+
+    def _inherited(self, cell: Cell) -> tuple[dict, set[str]]:
+        lacking: set[str] = set()
+
+        def recorded(version: str) -> tuple[dict, dict]:
+            found = self._recorded(cell.library, version, cell.recipe)
+            if found is None:
+                lacking.add(version)
+            return found or ({}, {})
+        releases = self._releases(cell.library)
+        return search.inherited_arguments(cell.producer, cell.consumer, releases, recorded), lacking
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - one Candidates per run
+    def _releases(self, library: str) -> list[str]:
+        """The plan's releases of ``library`` (not unreleased sources), oldest first."""
+        return sorted((v for v in self.plan.versions(library) if not self.plan.unreleased(library, v)), key=Version)
+
+    def _recorded(self, library: str, version: str, recipe: str) -> tuple[dict, dict] | None:
+        """The constructor defaults and the config a release's artifact recorded ({} where it has none), or None
+        while it has no artifact (not remembered: it may be produced later in the run)."""
+        key = (library, version, recipe)
+        if key not in self._manifests:
+            try:
+                manifest = json.loads((self._artifact_dir(*key) / "manifest.json").read_text())
+            except (OSError, ValueError):
+                return None
+            defaults, config = manifest.get("defaults"), manifest.get("config")
+            self._manifests[key] = ((defaults if isinstance(defaults, dict) else {}),
+                                    (config if isinstance(config, dict) else {}))
+        return self._manifests[key]
