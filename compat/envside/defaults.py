@@ -57,3 +57,16 @@ def changed_defaults(produced: Mapping[str, Any], mine: Mapping[str, Any],
 
 def _json(value: Any) -> Any:
     return json.loads(json.dumps(value))  # a tuple default and its JSON list compare equal
+
+
+def initial_constants(model) -> dict[str, float]:
+    """The parameters a freshly built model holds at one value everywhere, by state-dict key (a norm's scale at 1, or
+    at 0 where the release stores it as ``w - 1``): two releases that start the same tensor at different constants
+    store it with an offset (``search.offset_steps``)."""
+    found = {}
+    for name, parameter in model.named_parameters():
+        if parameter.dtype.is_floating_point and parameter.numel():
+            flat = parameter.detach().reshape(-1)
+            if bool((flat == flat[0]).all()) and bool(flat[0].isfinite()):
+                found[name] = float(flat[0])
+    return found

@@ -5,6 +5,12 @@ release did not have, from the defaults recorded by the releases between produce
 (``search.inherited_arguments``). The runner asks before a run (is there a conversion to try?), in the consumer's
 turn, and when judging; a candidate is remembered only once all of its evidence was there to read, because a resumed
 run can know a cell's finding before the releases between have produced.
+
+A second candidate (``retry``) is tried only where the first left the keys fitting and the outputs apart without
+dropping values (or there was no first and the plain load did so): the first one plus ``add_constant`` steps for
+tensors the two releases initialise to different constants (``search.offset_steps``). It is not tried first because
+an offset and a changed default can be two answers to one change (x-transformers' ``norm_add_unit_offset``); both
+together would count the change twice.
 """
 
 from __future__ import annotations
@@ -25,13 +31,16 @@ EnvKey = tuple[str, str]  # (library, version)
 
 class Candidates:
     def __init__(self, plan: Plan, results: ResultIndex, artifact_dir: Callable[[str, str, str], Path],
-                 result_path: Callable[[Cell], Path], rule_for: Callable[[Cell], dict | None], enabled: bool):
-        """``artifact_dir(library, version, recipe)``, ``result_path(cell)`` (the cell's finding as loaded under
-        ``rule_for(cell)``) are the run's; ``enabled`` is False for a run without the search."""
+                 path_for: Callable[[Cell, dict | None], Path], rule_for: Callable[[Cell], dict | None],
+                 enabled: bool):
+        """``artifact_dir(library, version, recipe)``, ``path_for(cell, rule)`` (where the cell's finding under a
+        rule is kept) and ``rule_for(cell)`` (the rule the matrix gives it) are the run's; ``enabled`` is False for
+        a run without the search."""
         self.plan, self.results, self.enabled = plan, results, enabled
-        self._artifact_dir, self._result_path, self._rule_for = artifact_dir, result_path, rule_for
+        self._artifact_dir, self._path_for, self._rule_for = artifact_dir, path_for, rule_for
         self._decided: dict[Cell, dict | None] = {}
-        self._manifests: dict[tuple[str, str, str], tuple[dict, dict]] = {}
+        self._retries: dict[Cell, dict | None] = {}
+        self._manifests: dict[tuple[str, str, str], dict] = {}
 
     def rule(self, cell: Cell) -> tuple[dict | None, set[str]]:
         """The conversion to try for ``cell`` (None: nothing to try, or its finding is not known yet), and the
@@ -39,7 +48,7 @@ class Candidates:
         ``ok`` state-dict load."""
         if cell in self._decided:
             return self._decided[cell], set()
-        finding = self.results.get(cell.library, self._result_path(cell))
+        finding = self.results.get(cell.library, self._path_for(cell, self._rule_for(cell)))
         if finding is None:
             return None, set()  # not checked yet: ask again after
         tried = self.enabled and self._rule_for(cell) is None and finding.get("kind") == "state-dict"
@@ -51,6 +60,28 @@ class Candidates:
         if not lacking:
             self._decided[cell] = rule
         return rule, lacking
+
+    def retry(self, cell: Cell) -> dict | None:
+        """The second candidate, once the first one's finding (or, without one, the plain finding) is known: the
+        first plus offsets, where that finding has the keys fitting, the outputs apart and no value dropped."""
+        if cell in self._retries:
+            return self._retries[cell]
+        first, lacking = self.rule(cell)
+        if lacking or (first is None and cell not in self._decided):
+            return None  # the first is not decided yet
+        finding = self.results.get(cell.library, self._path_for(cell, first if first else self._rule_for(cell)))
+        if finding is None:
+            return None  # not checked yet
+        retry = None
+        if (self.enabled and self._rule_for(cell) is None and finding.get("kind") == "state-dict"
+                and finding.get("status") == "ok" and search.keys_fit(finding) and not search.outputs_agree(finding)
+                and not search.lost_tensors(finding)):
+            produced = self._recorded(cell.library, cell.producer, cell.recipe) or {}
+            mine = self._recorded(cell.library, cell.consumer, cell.recipe) or {}
+            steps = search.offset_steps(first, produced.get("constants", {}), mine.get("constants", {}))
+            retry = dict(first or {}, steps=[*(first or {}).get("steps", []), *steps]) if steps else None
+        self._retries[cell] = retry
+        return retry
 
     def evidence(self, cells: list[Cell]) -> set[tuple[EnvKey, str]]:
         """The releases and recipes whose artifacts the search reads for ``cells`` besides their producers': the
@@ -71,7 +102,8 @@ class Candidates:
         """``search.new_arguments`` from the cell's producer and consumer artifacts ([] while either is missing)."""
         produced = self._recorded(cell.library, cell.producer, cell.recipe)
         mine = self._recorded(cell.library, cell.consumer, cell.recipe)
-        return search.new_arguments(produced[0], mine[0], produced[1]) if produced and mine else []
+        return search.new_arguments(produced["defaults"], mine["defaults"], produced["config"]) \
+            if produced and mine else []
 
     def _inherited(self, cell: Cell) -> tuple[dict, set[str]]:
         lacking: set[str] = set()
@@ -80,7 +112,8 @@ class Candidates:
             found = self._recorded(cell.library, version, cell.recipe)
             if found is None:
                 lacking.add(version)
-            return found or ({}, {})
+                return {}, {}
+            return found["defaults"], found["config"]
         releases = self._releases(cell.library)
         return search.inherited_arguments(cell.producer, cell.consumer, releases, recorded), lacking
 
@@ -89,16 +122,16 @@ class Candidates:
         """The plan's releases of ``library`` (not unreleased sources), oldest first."""
         return sorted((v for v in self.plan.versions(library) if not self.plan.unreleased(library, v)), key=Version)
 
-    def _recorded(self, library: str, version: str, recipe: str) -> tuple[dict, dict] | None:
-        """The constructor defaults and the config a release's artifact recorded ({} where it has none), or None
-        while it has no artifact (not remembered: it may be produced later in the run)."""
+    def _recorded(self, library: str, version: str, recipe: str) -> dict | None:
+        """What a release's artifact recorded for the search: its constructor ``defaults``, its ``config`` and its
+        initial ``constants`` ({} where it has none), or None while it has no artifact (not remembered: it may be
+        produced later in the run)."""
         key = (library, version, recipe)
         if key not in self._manifests:
             try:
                 manifest = json.loads((self._artifact_dir(*key) / "manifest.json").read_text())
             except (OSError, ValueError):
                 return None
-            defaults, config = manifest.get("defaults"), manifest.get("config")
-            self._manifests[key] = ((defaults if isinstance(defaults, dict) else {}),
-                                    (config if isinstance(config, dict) else {}))
+            self._manifests[key] = {name: manifest[name] if isinstance(manifest.get(name), dict) else {}
+                                    for name in ("defaults", "config", "constants")}
         return self._manifests[key]

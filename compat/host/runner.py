@@ -31,7 +31,7 @@ from compat.host.recipe_index import code_hash
 from compat.host.results import ResultIndex
 from compat.host.scheduling import OrderedSlots, available_mb, may_stay_idle
 from compat.host.store import Store, file_lock, rule_text
-from compat.host.verdicts import judge
+from compat.host.verdicts import best_searched, judge
 from compat.host.worker_process import WorkerFailure, WorkerProcess, missing_dependency_hint
 from compat.shared.errors import CompatError
 
@@ -69,7 +69,7 @@ class Run:
         self.worker_errors: dict[EnvKey, str] = {}
         self.environments: dict[EnvKey, Environment] = {}
         self.stats = RunStats()
-        self.candidates = Candidates(plan, self.results, self.artifact_dir, self.result_path, self.rule_for,
+        self.candidates = Candidates(plan, self.results, self.artifact_dir, self._result_path, self.rule_for,
                                      self.options.search)
         self._done: set[EnvKey] = set()
         self._condition = threading.Condition()
@@ -98,10 +98,6 @@ class Run:
     def result_path(self, cell: Cell) -> Path:
         return self._result_path(cell, self.rule_for(cell))
 
-    def search_path(self, cell: Cell) -> Path:
-        """Where the finding of the cell under its searched conversion is kept (``search_rule``)."""
-        return self._result_path(cell, self.search_rule(cell))
-
     def _result_path(self, cell: Cell, rule: dict | None) -> Path:
         stored = self.stored and self.stored.stored(cell.library, cell.producer, cell.recipe)
         artifact = stored.identity if stored else self.artifact_dir(cell.library, cell.producer, cell.recipe).name
@@ -112,13 +108,19 @@ class Run:
         """The conversion the search tries for ``cell`` (``candidates.Candidates.rule``)."""
         return self.candidates.rule(cell)[0]
 
+    def searched(self, cell: Cell) -> list[tuple[dict, Path]]:
+        """The search's candidates for ``cell`` known so far, each with where its finding is kept: the first, then
+        the second (``Candidates.retry``) once the first one's finding says it is worth trying."""
+        tried = [rule for rule in (self.search_rule(cell), self.candidates.retry(cell)) if rule is not None]
+        return [(rule, self._result_path(cell, rule)) for rule in tried]
+
     def _needs_search(self, cell: Cell, producing: set[EnvKey] | None = None) -> bool:
-        """Whether the consumer must try the cell's conversion; also when its evidence comes from a release
+        """Whether the consumer must try a conversion for the cell; also when its evidence comes from a release
         ``producing`` in this run (decided in the consumer's turn, once every producer is done)."""
-        rule, lacking = self.candidates.rule(cell)
+        lacking = self.candidates.rule(cell)[1]
         if producing and any((cell.library, version) in producing for version in lacking):
             return True
-        return rule is not None and not self.results.has(cell.library, self.search_path(cell))
+        return any(not self.results.has(cell.library, path) for _, path in self.searched(cell))
 
     def rule_for(self, cell: Cell) -> dict | None:
         if cell in self.rules:
@@ -263,10 +265,13 @@ class Run:
         if unchecked:
             self._check(worker, key, [(cell, self.rule_for(cell), self.result_path(cell)) for cell in unchecked],
                         f"checking {len(unchecked)} cells")
-        searched = [cell for cell in cells if self._needs_search(cell)]
-        if searched:
-            self._check(worker, key, [(cell, self.search_rule(cell), self.search_path(cell)) for cell in searched],
-                        f"trying a conversion for {len(searched)} cells")
+        searched = []
+        for attempt in ("a conversion", "a second conversion"):  # the second is known once the first was checked
+            todo = [(cell, rule, path) for cell in cells for rule, path in self.searched(cell)
+                    if not self.results.has(cell.library, path)]
+            if todo:
+                self._check(worker, key, todo, f"trying {attempt} for {len(todo)} cells")
+                searched += todo
         with self._lock:
             self.stats.consumed += len(unchecked)
             self.stats.searched += len(searched)
@@ -327,7 +332,8 @@ class Run:
     def _judge(self, cell: Cell) -> CellResult:
         library = self.plan.matrix.libraries[cell.library]
         finding = self._finding(cell)
-        searched = self.results.get(cell.library, self.search_path(cell)) if self.search_rule(cell) else None
+        searched = best_searched([self.results.get(cell.library, path) for _, path in self.searched(cell)],
+                                 library.recipes[cell.recipe])
         known = library.known_break(cell.recipe, cell.producer, cell.consumer)
         unreleased = (cell.library, cell.consumer) in self.plan.sources  # must read releases' files as saved
         judgement = judge(finding, library.recipes[cell.recipe], known, searched, search_decides=not unreleased)

@@ -14,6 +14,10 @@ their shapes (``finding["keys"]``). The candidate built from them:
   producer's values as ``consumer_args``; this is also tried when the keys fit but the outputs differ. An argument
   the producer's release did not have yet gets the value of the first release that had it (``inherited_defaults``).
 
+- **offsets**, in a second candidate tried only when the first leaves the keys fitting and the outputs apart without
+  dropping values: ``add_constant`` for tensors the two releases initialise to different constants (each release's
+  artifact records its freshly built model's constant tensors; ``offset_steps``).
+
 Name and shape are never proof. The candidate is run in the consumer's environment like any rule (the runner does it
 right after the cell, in the same worker), and the outputs decide: ``converted`` when they agree, ``lossy`` when the
 conversion loads but cannot be exact because it dropped values or invented tensors (the cell says which, with their
@@ -46,9 +50,7 @@ def candidate(finding: dict, inherited: dict | None = None) -> dict | None:
     reshaped = keys.get("shape") or []
     arguments = merge_config(producer_arguments(finding), nested(inherited or {}))
     if not (missing or unexpected or reshaped):  # the keys fit: only a changed default can explain other outputs
-        outputs = finding.get("outputs") or {}
-        agree = bool(outputs) and all(isinstance(s, dict) and s.get("bitwise") for s in outputs.values())
-        return {"consumer_args": arguments} if arguments and not agree else None
+        return {"consumer_args": arguments} if arguments and not outputs_agree(finding) else None
     if not isinstance(shapes, dict):
         return None
     renames = _renames(missing, unexpected, shapes)
@@ -73,6 +75,35 @@ def candidate(finding: dict, inherited: dict | None = None) -> dict | None:
     if arguments:
         rule["consumer_args"] = arguments
     return rule or None
+
+
+def offset_steps(rule: dict | None, producer: dict, consumer: dict) -> list[dict]:
+    """``add_constant`` steps for tensors that the two releases initialise to different constants (``producer``,
+    ``consumer``: key -> the one value a freshly built model holds there, as each release's artifact recorded it),
+    followed through the rule's renames: a release that stores a norm's scale as ``w - 1`` starts it at 0 where
+    another starts it at 1, so the same layer holds values 1 apart (x-transformers from 1.31.2, its
+    ``norm_add_unit_offset``). Moving every value by the difference of the initial values keeps what the layer
+    computes. A guess from contents like any candidate: the outputs decide."""
+    renames = (rule or {}).get("rename") or {}
+    dropped = {step["key"] for step in (rule or {}).get("steps") or [] if step.get("op") == "drop"}
+    steps = []
+    for key, value in sorted(producer.items()):
+        target = renames.get(key, key)
+        if key not in dropped and isinstance(consumer.get(target), (int, float)) and isinstance(value, (int, float)) \
+                and consumer[target] != value:
+            steps.append({"op": "add_constant", "key": target, "value": consumer[target] - value})
+    return steps
+
+
+def keys_fit(finding: dict) -> bool:
+    """The load found every key in place with its shape (under the finding's rule, if any)."""
+    keys = finding.get("keys") or {}
+    return not (keys.get("missing") or keys.get("unexpected") or keys.get("shape"))
+
+
+def outputs_agree(finding: dict) -> bool:
+    outputs = finding.get("outputs") or {}
+    return bool(outputs) and all(isinstance(s, dict) and s.get("bitwise") for s in outputs.values())
 
 
 def producer_arguments(finding: dict) -> dict:

@@ -82,6 +82,13 @@ def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None,
     return Judgement(underlying, underlying, summary, stale_known_break=underlying in GOOD, finding=shown)
 
 
+def best_searched(findings: list[dict | None], recipe: RecipeSpec) -> dict | None:
+    """Of a cell's findings under the search's candidates (first, then second), the first one that converts, else
+    the first one found: a second candidate that also fails does not replace the first one's account."""
+    found = [finding for finding in findings if finding is not None]
+    return next((f for f in found if raw_verdict(f, recipe)[0] == "converted"), found[0] if found else None)
+
+
 def settle(searched: dict, under_rule: tuple[str, str]) -> tuple[str, str] | None:
     """``converted`` or ``lossy`` from a finding under a searched conversion and its verdict there; None when it
     settled nothing (the conversion did not load, or it dropped no values and still disagrees: names paired wrongly,

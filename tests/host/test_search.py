@@ -10,6 +10,7 @@ from compat.host.search import (
     invented_tensors,
     lost_tensors,
     neutral_value,
+    offset_steps,
     new_arguments,
     releases_between,
     rule_lines,
@@ -156,3 +157,17 @@ def test_new_arguments_are_the_consumers_defaults_the_producer_lacked_and_the_co
     assert new_arguments(producer, consumer, {}) == ["layers.norm_add_unit_offset", "layers.dim_head"]
     assert new_arguments(producer, consumer, {"layers": {"dim_head": 32}}) == ["layers.norm_add_unit_offset"]
     assert new_arguments({}, consumer, {}) == [], "a producer that recorded nothing is no evidence"
+
+
+def test_offsets_follow_the_renames_for_tensors_the_releases_start_at_different_constants():
+    """x-transformers 1.31.3 starts a LayerNorm's ``gamma`` at 0 (it stores ``w - 1``); 0.28.4 starts its ``weight``
+    at 1: the same layer's values are 1 apart. Equal starts, dropped tensors and tensors only one side has give none."""
+    rule = {"rename": {"layers.0.0.gamma": "layers.0.0.weight", "final_norm.gamma": "norm.weight"},
+            "steps": [{"op": "drop", "key": "layers.1.0.gamma", "shape": [4]}]}
+    producer = {"layers.0.0.gamma": 0.0, "final_norm.gamma": 0.0, "layers.1.0.gamma": 0.0, "same.bias": 0.0}
+    consumer = {"layers.0.0.weight": 1.0, "norm.weight": 1.0, "norm.bias": 0.0, "same.bias": 0.0}
+    assert offset_steps(rule, producer, consumer) == [
+        {"op": "add_constant", "key": "norm.weight", "value": 1.0},
+        {"op": "add_constant", "key": "layers.0.0.weight", "value": 1.0}]
+    assert offset_steps(None, {"g": 1.0}, {"g": 0.0}) == [{"op": "add_constant", "key": "g", "value": -1.0}]
+    assert offset_steps(None, {"g": "1"}, {"g": 0.0}) == [], "a recorded value that is not a number is no evidence"

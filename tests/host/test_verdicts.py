@@ -2,7 +2,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from compat.host.matrix import KnownBreak, RecipeSpec, Tolerance
-from compat.host.verdicts import judge, raw_verdict
+from compat.host.verdicts import best_searched, judge, raw_verdict
 
 RECIPE = RecipeSpec("r", Tolerance(atol=1e-5, rtol=0.0), {"loose": Tolerance(atol=0.1, rtol=0.0)})
 CLEAN_KEYS = {"missing": [], "unexpected": [], "shape": [], "dtype": []}
@@ -206,3 +206,14 @@ def test_for_unreleased_code_a_found_conversion_is_evidence_not_a_pass():
     assert judged.verdict == "incompatible" and "converted with the conversion the search found (1 rename)" in \
         judged.summary
     assert judged.finding["keys"]["missing"] == ["b.gamma"] and judged.finding["search"]["verdict"] == "converted"
+
+
+def test_of_two_searched_conversions_the_one_that_converts_is_shown_else_the_first():
+    first = dict(finding(out=stats(1.0)), rule={"rename": {"a": "b"}})
+    second = dict(finding(out=stats(0.0, bitwise=True)), rule={"rename": {"a": "b"}, "steps": [
+        {"op": "add_constant", "key": "b", "value": 1.0}]})
+    failed_again = dict(finding(out=stats(2.0)), rule=second["rule"])
+    assert best_searched([first, second], RECIPE) is second
+    assert best_searched([first, failed_again], RECIPE) is first
+    assert best_searched([None, second], RECIPE) is second
+    assert best_searched([None], RECIPE) is None

@@ -363,3 +363,24 @@ def test_a_resumed_run_waits_for_the_releases_between_before_it_decides_a_cells_
     assert resumed.run.stats.produced == 1
     assert results[cell_id].verdict == "converted", results[cell_id].summary
     assert results[cell_id].finding["rule"] == rule
+
+
+def test_a_norm_stored_with_an_offset_converts_back_to_a_release_without_the_argument(tmp_path, cache_dir):
+    """1.31.2 stores LayerNorm's scale as ``w - 1`` (``norm_add_unit_offset``, on by default); 1.27.0 has no such
+    argument. Each release records the constants its fresh model starts at (gamma 0 against 1), the first candidate
+    (add the zero betas) loads and disagrees, and the second adds 1 to every gamma: bit for bit. The other way, with
+    no release between to say the argument's first value, the same holds with -1 (where one is listed, passing
+    ``norm_add_unit_offset=False`` converts first: ``test_a_resumed_run_...``)."""
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
+    path = tmp_path / "m.yaml"
+    path.write_text(matrix_text(fixtures, ["decoder"], ["1.27.0", "1.31.3"], extra=(
+        "    pins: [{versions: '>=1.12.0', requirements: [packaging], why: imported but undeclared}]\n")))
+    session, results = run_matrix(path, cache_dir)
+    for pair, offset in (("1.31.3->1.27.0", 1.0), ("1.27.0->1.31.3", -1.0)):
+        cell = results[f"x-transformers/decoder/{pair}"]
+        assert cell.verdict == "converted" and "bitwise equal" in cell.summary, cell.summary
+        offsets = [step for step in cell.finding["rule"]["steps"] if step["op"] == "add_constant"]
+        assert {step["key"].rsplit(".", 1)[-1] for step in offsets} == {"gamma"} and len(offsets) == 5
+        assert all(step["value"] == offset for step in offsets)
+        assert "consumer_args" not in cell.finding["rule"]
+    assert session.run.stats.searched == 4, "two first candidates, then two second ones"

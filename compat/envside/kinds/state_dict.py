@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from compat.envside import artifact, compare
-from compat.envside.defaults import changed_defaults
+from compat.envside.defaults import changed_defaults, initial_constants
 from compat.envside.engine import (
     Broken,
     NotApplicable,
@@ -62,6 +62,7 @@ class StateDictRecipe(Recipe):
 
     def produce(self, folder: Path, checkpoint: str | None) -> Produced:
         model = self.build()
+        constants = initial_constants(model)  # before any weights are put in: the release's own initialisation
         if checkpoint:  # a user's own weights, in the release they were saved with
             from safetensors.torch import load_file
 
@@ -77,7 +78,8 @@ class StateDictRecipe(Recipe):
 
         folder.mkdir(parents=True, exist_ok=True)
         save_file(state, str(folder / "model.safetensors"))
-        return Produced(artifact.key_layout(state), inputs, outputs, {"defaults": self.defaults()})
+        recorded = {"defaults": self.defaults(), "constants": constants}
+        return Produced(artifact.key_layout(state), inputs, outputs, recorded)
 
     def defaults(self) -> dict[str, Any]:
         """The constructor defaults this release gives the arguments the config leaves out ({} without ``defaults``;
