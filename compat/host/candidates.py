@@ -76,9 +76,11 @@ class Candidates:
         if (self.enabled and self._rule_for(cell) is None and finding.get("kind") == "state-dict"
                 and finding.get("status") == "ok" and search.keys_fit(finding) and not search.outputs_agree(finding)
                 and not search.lost_tensors(finding)):
-            produced = self._recorded(cell.library, cell.producer, cell.recipe) or {}
-            mine = self._recorded(cell.library, cell.consumer, cell.recipe) or {}
-            steps = search.offset_steps(first, produced.get("constants", {}), mine.get("constants", {}))
+            produced = self._recorded(cell.library, cell.producer, cell.recipe)
+            mine = self._recorded(cell.library, cell.consumer, cell.recipe)
+            if produced is None or mine is None:
+                return None  # the consumer's own artifact is not there yet: ask again after
+            steps = search.offset_steps(first, produced["constants"], mine["constants"])
             retry = dict(first or {}, steps=[*(first or {}).get("steps", []), *steps]) if steps else None
         self._retries[cell] = retry
         return retry
