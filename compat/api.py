@@ -218,9 +218,14 @@ def _check(checkpoint: UserCheckpoint, targets: Callable[[LibrarySpec], tuple[Ve
     return run_with(evidence) if evidence else (run, results)
 
 
+def _matrix_selectors(library: LibrarySpec) -> tuple[VersionSelector, ...]:
+    """The selectors of the matrix's versions for ``library`` that name registry releases (exact, latest, ranges)."""
+    return tuple(s for s in library.versions if s.kind in MATRIX_RELEASES)
+
+
 def _matrix_releases(library: LibrarySpec, releases) -> list[str]:
-    """The releases the matrix lists for ``library`` (its exact versions, ``latest`` and ranges)."""
-    return select(tuple(s for s in library.versions if s.kind in MATRIX_RELEASES), releases)[0]
+    """The releases the matrix lists for ``library``."""
+    return select(_matrix_selectors(library), releases)[0]
 
 
 NEWEST_EXACT = "newest-exact"
@@ -234,9 +239,7 @@ def upgrade(checkpoint: UserCheckpoint, to: str, out: Path, matrix_path: Path | 
     conversion that made them agree, if any); otherwise write nothing (``Upgrade.written`` is None;
     ``what_is_lost`` says why), unless ``accept_lossy`` and the best conversion found loads there (``lossy``)."""
     if to == NEWEST_EXACT:
-        def releases(library: LibrarySpec) -> tuple[VersionSelector, ...]:
-            return tuple(s for s in library.versions if s.kind in MATRIX_RELEASES)
-        _, results = _check(checkpoint, releases, matrix_path, cache_dir, options)
+        _, results = _check(checkpoint, _matrix_selectors, matrix_path, cache_dir, options)
         newer = [r for r in results if Version(r.cell.consumer) >= Version(r.cell.producer)]
         reached = [r for r in newer if r.verdict in CARRIED]
         if not reached:

@@ -51,8 +51,7 @@ class Candidates:
         finding = self.results.get(cell.library, self._path_for(cell, self._rule_for(cell)))
         if finding is None:
             return None, set()  # not checked yet: ask again after
-        tried = self.enabled and self._rule_for(cell) is None and finding.get("kind") == "state-dict"
-        if not (tried and finding.get("status") == "ok"):
+        if not self._searchable(cell, finding):
             self._decided[cell] = None
             return None, set()
         inherited, lacking = self._inherited(cell)
@@ -69,12 +68,11 @@ class Candidates:
         first, lacking = self.rule(cell)
         if lacking or (first is None and cell not in self._decided):
             return None  # the first is not decided yet
-        finding = self.results.get(cell.library, self._path_for(cell, first if first else self._rule_for(cell)))
+        finding = self.results.get(cell.library, self._path_for(cell, first or self._rule_for(cell)))
         if finding is None:
             return None  # not checked yet
         retry = None
-        if (self.enabled and self._rule_for(cell) is None and finding.get("kind") == "state-dict"
-                and finding.get("status") == "ok" and search.keys_fit(finding) and not search.outputs_agree(finding)
+        if (self._searchable(cell, finding) and search.keys_fit(finding) and not search.outputs_agree(finding)
                 and not search.lost_tensors(finding)):
             produced = self._recorded(cell.library, cell.producer, cell.recipe)
             mine = self._recorded(cell.library, cell.consumer, cell.recipe)
@@ -84,6 +82,11 @@ class Candidates:
             retry = dict(first or {}, steps=[*(first or {}).get("steps", []), *steps]) if steps else None
         self._retries[cell] = retry
         return retry
+
+    def _searchable(self, cell: Cell, finding: dict) -> bool:
+        """The search runs on ``ok`` state-dict findings of cells the matrix gives no rule, in runs that want it."""
+        return (self.enabled and self._rule_for(cell) is None and finding.get("kind") == "state-dict"
+                and finding.get("status") == "ok")
 
     def evidence(self, cells: list[Cell]) -> set[tuple[EnvKey, str]]:
         """The releases and recipes whose artifacts the search reads for ``cells`` besides their producers': the

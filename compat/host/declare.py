@@ -17,6 +17,7 @@ from collections import defaultdict
 from packaging.version import Version
 
 from compat.host.renames import probable_renames
+from compat.host.search import keys_fit
 from compat.host.verdicts import BAD
 
 
@@ -114,7 +115,7 @@ def draft_reason(cell: dict) -> str:
     if evidence.get("status") == "broken":
         return f"a release fails on this config ({where}): {evidence.get('reason', '').splitlines()[0]}"
     keys = evidence.get("keys", {})
-    if keys.get("missing") or keys.get("unexpected") or keys.get("shape"):
+    if not keys_fit(evidence):
         renames = probable_renames(keys)
         parts = [f"{len(keys.get('missing', []))} keys missing, {len(keys.get('unexpected', []))} unexpected"]
         if keys.get("shape"):

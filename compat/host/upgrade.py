@@ -42,8 +42,8 @@ def evidence_releases(results: list[CellResult], new_arguments: Callable[[Cell],
     if not unreached:
         return []
     ordered = sorted({saved_with, *unreached}, key=Version)
-    low, high = Version(ordered[0]), Version(ordered[-1])
-    return [v for v in versions if low < Version(v) < high and v not in set(planned)]
+    low, high, planned_set = Version(ordered[0]), Version(ordered[-1]), set(planned)
+    return [v for v in versions if low < Version(v) < high and v not in planned_set]
 
 
 @dataclass
