@@ -63,10 +63,15 @@ def initial_constants(model) -> dict[str, float]:
     """The parameters a freshly built model holds at one value everywhere, by state-dict key (a norm's scale at 1, or
     at 0 where the release stores it as ``w - 1``): two releases that start the same tensor at different constants
     store it with an offset (``search.offset_steps``)."""
+    return constant_tensors(dict(model.named_parameters()))
+
+
+def constant_tensors(tensors) -> dict[str, float]:
+    """Of named tensors, those that hold one finite value everywhere, with that value."""
     found = {}
-    for name, parameter in model.named_parameters():
-        if parameter.dtype.is_floating_point and parameter.numel():
-            flat = parameter.detach().reshape(-1)
+    for name, tensor in tensors.items():
+        if tensor.dtype.is_floating_point and tensor.numel():
+            flat = tensor.detach().reshape(-1)
             if bool((flat == flat[0]).all()) and bool(flat[0].isfinite()):
                 found[name] = float(flat[0])
     return found

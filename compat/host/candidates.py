@@ -6,9 +6,10 @@ release did not have, from the defaults recorded by the releases between produce
 turn, and when judging; a candidate is remembered only once all of its evidence was there to read, because a resumed
 run can know a cell's finding before the releases between have produced.
 
-A second candidate (``retry``) is tried only where the first left the keys fitting and the outputs apart without
-dropping values (or there was no first and the plain load did so): the first one plus ``add_constant`` steps for
-tensors the two releases initialise to different constants (``search.offset_steps``). It is not tried first because
+A second candidate (``retry``) is tried only where the first left the keys fitting and the outputs apart (or there
+was no first and the plain load did so): the first one plus, where no value was dropped, ``add_constant`` steps for
+tensors the two releases initialise to different constants (``search.offset_steps``), and an adapter config's new
+switches set against their defaults (``search.flipped_switches``). It is not tried first because
 an offset and a changed default can be two answers to one change (x-transformers' ``norm_add_unit_offset``); both
 together would count the change twice.
 """
@@ -72,21 +73,31 @@ class Candidates:
         if finding is None:
             return None  # not checked yet
         retry = None
-        if (self._searchable(cell, finding) and search.keys_fit(finding) and not search.outputs_agree(finding)
-                and not search.lost_tensors(finding)):
-            produced = self._recorded(cell.library, cell.producer, cell.recipe)
-            mine = self._recorded(cell.library, cell.consumer, cell.recipe)
-            if produced is None or mine is None:
-                return None  # the consumer's own artifact is not there yet: ask again after
-            steps = search.offset_steps(first, produced["constants"], mine["constants"])
-            retry = dict(first or {}, steps=[*(first or {}).get("steps", []), *steps]) if steps else None
+        if self._searchable(cell, finding) and search.keys_fit(finding) and not search.outputs_agree(finding):
+            steps = []
+            if not search.lost_tensors(finding):
+                produced = self._recorded(cell.library, cell.producer, cell.recipe)
+                mine = self._recorded(cell.library, cell.consumer, cell.recipe)
+                if produced is None or mine is None:
+                    return None  # the consumer's own artifact is not there yet: ask again after
+                steps = search.offset_steps(first, produced["constants"], mine["constants"])
+            switches = search.flipped_switches(finding)
+            if steps or switches:
+                retry = dict(first or {})
+                if steps:
+                    retry["steps"] = [*retry.get("steps", []), *steps]
+                if switches:
+                    retry["consumer_args"] = {**retry.get("consumer_args", {}), **switches}
         self._retries[cell] = retry
         return retry
 
     def _searchable(self, cell: Cell, finding: dict) -> bool:
-        """The search runs on ``ok`` state-dict findings of cells the matrix gives no rule, in runs that want it."""
-        return (self.enabled and self._rule_for(cell) is None and finding.get("kind") == "state-dict"
-                and finding.get("status") == "ok")
+        """The search runs on ``ok`` findings of cells the matrix gives no rule, in runs that want it: state-dict
+        loads, and adapters whose worker knew the layout it expected before loading (peft's; ``expected_layout``),
+        so that it can take a rule."""
+        convertible = finding.get("kind") == "state-dict" or (
+            finding.get("kind") == "adapter" and isinstance(finding.get("expected_constants"), dict))
+        return self.enabled and self._rule_for(cell) is None and convertible and finding.get("status") == "ok"
 
     def evidence(self, cells: list[Cell]) -> set[tuple[EnvKey, str]]:
         """The releases and recipes whose artifacts the search reads for ``cells`` besides their producers': the

@@ -14,17 +14,19 @@ import difflib
 from typing import Callable
 
 
-def probable_renames(keys: dict, spelling: Callable[[str], str] = lambda key: key) -> list[tuple[str, str]]:
+def probable_renames(keys: dict, spelling: Callable[[str], str] = lambda key: key,
+                     fits: Callable[[list, list], bool] = lambda old, new: old == new) -> list[tuple[str, str]]:
     """(saved key, expected key) pairs from a finding's ``keys`` (``missing``, ``unexpected`` and their ``shapes``);
     none where the shapes were not recorded. Names are compared as ``spelling`` writes them (the conversion search
-    writes a norm's ``weight`` and ``gamma`` alike)."""
+    writes a norm's ``weight`` and ``gamma`` alike); shapes pair where ``fits(saved shape, expected shape)`` (the
+    same shape, unless the search asks for a known repacking)."""
     shapes = keys.get("shapes")
     if not isinstance(shapes, dict):
         return []
     old = [k for k in keys.get("unexpected", []) if k in shapes]
     new = [k for k in keys.get("missing", []) if k in shapes]
     scored = sorted(((score, o, n) for o in old for n in new
-                     if shapes[o] == shapes[n] and (score := similarity(spelling(o), spelling(n))) is not None),
+                     if fits(shapes[o], shapes[n]) and (score := similarity(spelling(o), spelling(n))) is not None),
                     key=lambda item: (-item[0][0], -item[0][1], item[1], item[2]))
     taken_old, taken_new, pairs = set(), set(), {}
     for _, o, n in scored:

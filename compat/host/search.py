@@ -6,9 +6,13 @@ their shapes (``finding["keys"]``). The candidate built from them:
 - **renames and re-nestings**: keys of the same shape paired by name (``renames.probable_renames``), where a norm's
   scale may be called ``weight``, ``gamma``, ``g`` or ``scale`` and its shift ``bias`` or ``beta`` on either side;
 - **reshapes and transposes** of a key whose shape changed but not its number of values;
+- **repacked matrices**: a stack of square matrices saved where the consumer expects the upper triangles of their
+  skew-symmetric parts, or back (``pack_skew`` / ``unpack_skew``: peft 0.16.0's OFT rotation), paired by name like
+  renames;
 - **dropped tensors**: saved keys the consumer has no place for (lossy unless they hold zeros: the worker says which);
-- **new tensors**: expected keys the producer never had, added with the value that leaves the layer as it was (a
-  norm's scale 1, anything else 0);
+- **new tensors**: expected keys the producer never had, added with the value the consumer's own freshly built model
+  starts them at where the worker recorded it (``expected_constants``: an OFT scale at 1), else the value that leaves
+  the layer as it was (a norm's scale 1, anything else 0);
 - **changed defaults**: constructor defaults the recipe relies on that the consumer's release changed (the worker
   compares the producer's recorded signature defaults with its own, ``finding["defaults_changed"]``), passed with the
   producer's values as ``consumer_args``; this is also tried when the keys fit but the outputs differ. An argument
@@ -17,6 +21,9 @@ their shapes (``finding["keys"]``). The candidate built from them:
 - **offsets**, in a second candidate tried only when the first leaves the keys fitting and the outputs apart without
   dropping values: ``add_constant`` for tensors the two releases initialise to different constants (each release's
   artifact records its freshly built model's constant tensors; ``offset_steps``).
+- **new switches**, in the same second candidate, also where values were dropped: a boolean field of an adapter's
+  config that the producer's release did not have, set against its default (``flipped_switches``: peft 0.16.0's
+  ``use_cayley_neumann``, on by default, approximates the rotation 0.15.2 computed exactly).
 
 Name and shape are never proof. The candidate is run in the consumer's environment like any rule (the runner does it
 right after the cell, in the same worker), and the outputs decide: ``converted`` when they agree, ``lossy`` when the
@@ -55,6 +62,9 @@ def candidate(finding: dict, inherited: dict | None = None) -> dict | None:
         return None
     renames = _renames(missing, unexpected, shapes)
     steps: list[dict] = []
+    for old, new in _repacked(missing, unexpected, shapes, renames):
+        renames[old] = new
+        steps.append({"op": "pack_skew" if len(shapes[old]) == len(shapes[new]) + 1 else "unpack_skew", "key": new})
     for change in reshaped:
         step = _reshape(change)
         if step is None:
@@ -63,10 +73,12 @@ def candidate(finding: dict, inherited: dict | None = None) -> dict | None:
     for key in unexpected:
         if key not in renames:
             steps.append({"op": "drop", "key": key, "shape": list(shapes[key])})
+    starts = finding.get("expected_constants") if isinstance(finding.get("expected_constants"), dict) else {}
     for key in missing:
         if key not in renames.values():
+            value = starts.get(key)
             steps.append({"op": "add", "key": key, "shape": list(shapes[key]), "dtype": "F32",
-                          "value": neutral_value(key, shapes[key])})
+                          "value": value if isinstance(value, (int, float)) else neutral_value(key, shapes[key])})
     rule: dict = {}
     if renames:
         rule["rename"] = renames
@@ -93,6 +105,14 @@ def offset_steps(rule: dict | None, producer: dict, consumer: dict) -> list[dict
                 and consumer[target] != value:
             steps.append({"op": "add_constant", "key": target, "value": consumer[target] - value})
     return steps
+
+
+def flipped_switches(finding: dict) -> dict:
+    """The boolean fields an adapter's consumer has and the producer's release did not (read from a saved config
+    that never mentions them, so with their default), set the other way: a new switch may turn on a change of
+    behaviour by default. A guess like any candidate: the outputs decide."""
+    new = ((finding.get("config") or {}).get("new_defaults") or {}) if isinstance(finding.get("config"), dict) else {}
+    return {name: not value for name, value in new.items() if isinstance(value, bool)} if isinstance(new, dict) else {}
 
 
 def keys_fit(finding: dict) -> bool:
@@ -237,6 +257,20 @@ def rule_summary(rule: dict) -> str:
 def _renames(missing: list[str], unexpected: list[str], shapes: dict) -> dict[str, str]:
     """Saved key -> expected key, comparing names by role: a norm's ``weight`` and ``gamma`` are one name."""
     return dict(probable_renames({"missing": missing, "unexpected": unexpected, "shapes": shapes}, role_spelling))
+
+
+def _repacked(missing: list[str], unexpected: list[str], shapes: dict, renames: dict) -> list[tuple[str, str]]:
+    """Saved key -> expected key for the keys renames left unpaired whose shapes are one repacking apart."""
+    keys = {"missing": [k for k in missing if k not in renames.values()],
+            "unexpected": [k for k in unexpected if k not in renames], "shapes": shapes}
+    return probable_renames(keys, role_spelling, lambda old, new: _skew_packed(old, new) or _skew_packed(new, old))
+
+
+def _skew_packed(square: list[int], packed: list[int]) -> bool:
+    """``packed`` holds the strict upper triangles of the (..., n, n) matrices of ``square``."""
+    if len(square) < 2 or len(packed) != len(square) - 1 or square[-1] != square[-2] or square[-1] < 2:
+        return False
+    return list(square[:-2]) == list(packed[:-1]) and packed[-1] == square[-1] * (square[-1] - 1) // 2
 
 
 def role_spelling(key: str) -> str:

@@ -83,10 +83,24 @@ def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None,
 
 
 def best_searched(findings: list[dict | None], recipe: RecipeSpec) -> dict | None:
-    """Of a cell's findings under the search's candidates (first, then second), the first one that converts, else
-    the first one found: a second candidate that also fails does not replace the first one's account."""
+    """Of a cell's findings under the search's candidates (first, then second), the first one that converts, else the
+    lossy one whose outputs moved least, else the first one found: a second candidate that also fails does not
+    replace the first one's account."""
     found = [finding for finding in findings if finding is not None]
-    return next((f for f in found if raw_verdict(f, recipe)[0] == "converted"), found[0] if found else None)
+    judged = [(finding, raw_verdict(finding, recipe)) for finding in found]
+    converted = next((finding for finding, verdict in judged if verdict[0] == "converted"), None)
+    if converted is not None:
+        return converted
+    lossy = [finding for finding, verdict in judged if (settle(finding, verdict) or ("",))[0] == "lossy"]
+    if lossy:
+        return min(lossy, key=_output_error)
+    return found[0] if found else None
+
+
+def _output_error(finding: dict) -> float:
+    """The largest max abs difference over a finding's outputs (infinite where one is not measured)."""
+    errors = [stats.get("max_abs") for stats in (finding.get("outputs") or {}).values() if isinstance(stats, dict)]
+    return max((e if isinstance(e, (int, float)) else float("inf") for e in errors), default=float("inf"))
 
 
 def settle(searched: dict, under_rule: tuple[str, str]) -> tuple[str, str] | None:

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from compat.host.search import (
     candidate,
+    flipped_switches,
     inherited_arguments,
     inherited_defaults,
     invented_tensors,
@@ -171,3 +172,38 @@ def test_offsets_follow_the_renames_for_tensors_the_releases_start_at_different_
         {"op": "add_constant", "key": "layers.0.0.weight", "value": 1.0}]
     assert offset_steps(None, {"g": 1.0}, {"g": 0.0}) == [{"op": "add_constant", "key": "g", "value": -1.0}]
     assert offset_steps(None, {"g": "1"}, {"g": 0.0}) == [], "a recorded value that is not a number is no evidence"
+
+
+def test_a_square_matrix_saved_where_its_packed_skew_part_is_expected_pairs_by_name_both_ways():
+    """peft 0.15.2's OFT rotation ``oft_r`` [r, n, n] is 0.16.0's ``oft_R.weight`` [r, n(n-1)/2]; 0.16.0 has no
+    per-output scale ``oft_s`` (dropped), and back it is added at the value a fresh adapter starts it at (1, where the
+    worker recorded it; the name alone would give 0)."""
+    forward = keys({"m.fc1.oft_R.weight": [4, 28], "m.fc2.oft_R.weight": [4, 120]},
+                   {"m.fc1.oft_r": [4, 8, 8], "m.fc2.oft_r": [4, 16, 16], "m.fc1.oft_s": [64, 1]})
+    rule = candidate(forward)
+    assert rule["rename"] == {"m.fc1.oft_r": "m.fc1.oft_R.weight", "m.fc2.oft_r": "m.fc2.oft_R.weight"}
+    assert [(s["op"], s["key"]) for s in rule["steps"]] == [
+        ("pack_skew", "m.fc1.oft_R.weight"), ("pack_skew", "m.fc2.oft_R.weight"), ("drop", "m.fc1.oft_s")]
+    RuleSet.from_data(rule)
+
+    back = dict(keys({"m.fc1.oft_r": [4, 8, 8], "m.fc1.oft_s": [64, 1]}, {"m.fc1.oft_R.weight": [4, 28]}),
+                expected_constants={"m.fc1.oft_r": 0.0, "m.fc1.oft_s": 1.0})
+    rule = candidate(back)
+    assert rule["rename"] == {"m.fc1.oft_R.weight": "m.fc1.oft_r"}
+    assert rule["steps"] == [{"op": "unpack_skew", "key": "m.fc1.oft_r"},
+                             {"op": "add", "key": "m.fc1.oft_s", "shape": [64, 1], "dtype": "F32", "value": 1.0}]
+    assert candidate(dict(back, expected_constants={}))["steps"][1]["value"] == 0.0
+
+    # not one repacking apart (28 values are not the triangle of 9 x 9): no pairing, the keys are dropped and added
+    unrelated = candidate(keys({"m.fc1.oft_R.weight": [4, 28]}, {"m.fc1.oft_r": [4, 9, 9]}))
+    assert "rename" not in unrelated and {s["op"] for s in unrelated["steps"]} == {"drop", "add"}
+
+
+def test_a_new_boolean_config_field_is_tried_against_its_default_and_nothing_else_is():
+    """peft 0.16.0 reads a 0.15.2 config that never mentions use_cayley_neumann with its default, True: an
+    approximation 0.15.2 did not compute."""
+    finding = {"config": {"new_defaults": {"use_cayley_neumann": True, "num_cayley_neumann_terms": 5,
+                                           "bias": "none"}}}
+    assert flipped_switches(finding) == {"use_cayley_neumann": False}
+    assert flipped_switches({}) == {} and flipped_switches({"config": {"unknown_type": "X"}}) == {}
+    assert flipped_switches({"config": {"new_defaults": ["not", "a", "mapping"]}}) == {}

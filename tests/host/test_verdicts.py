@@ -217,3 +217,15 @@ def test_of_two_searched_conversions_the_one_that_converts_is_shown_else_the_fir
     assert best_searched([first, failed_again], RECIPE) is first
     assert best_searched([None, second], RECIPE) is second
     assert best_searched([None], RECIPE) is None
+
+
+def test_of_two_lossy_conversions_the_one_whose_outputs_moved_least_is_shown():
+    """Both drop a tensor holding values; the second also set a switch that made the rest exact (peft's OFT scale
+    cannot be carried, its rotation can): the second is the best conversion found, whichever came first."""
+    notes = ["lossy: dropped s (norm 3), which is not all zeros"]
+    first = dict(finding(out=stats(0.9)), rule={"steps": [{"op": "drop", "key": "s"}]}, rule_notes=notes)
+    second = dict(finding(out=stats(0.5)), rule=dict(first["rule"], consumer_args={"exact": True}), rule_notes=notes)
+    assert best_searched([first, second], RECIPE) is second
+    assert best_searched([second, first], RECIPE) is second
+    judged = judge(REFUSED, RECIPE, None, best_searched([first, second], RECIPE))
+    assert judged.verdict == "lossy" and "max abs 0.5" in judged.summary

@@ -235,3 +235,24 @@ def test_a_hostile_pickle_is_refused_even_when_allowed(tmp_path):
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"w": Exploit()}))
     with pytest.raises(CheckpointError, match="weights_only=True"):
         open_checkpoint(tmp_path / "evil.pt", allow_pickle=True)
+
+
+def test_pack_skew_keeps_what_a_cayley_rotation_reads_and_unpacks_back():
+    """peft 0.14.0-0.15.2 keep OFT's rotation as a full matrix A and read (A - A^T) / 2; 0.16.0 keeps the upper
+    triangle of that skew matrix. Packing keeps exactly the skew part; unpacking gives it back bit for bit."""
+    generator = np.random.default_rng(0)
+    full = generator.normal(size=(3, 5, 5)).astype(np.float32)  # not skew: its symmetric part must go
+    rules = RuleSet([{"op": "pack_skew", "key": "oft_r"}])
+    packed = rules.apply([("oft_r", "F32", full.shape)], lambda name: full.tobytes())
+    assert packed.layout == [("oft_r", "F32", (3, 10))]
+    vector = np.frombuffer(next(packed.tensors()), dtype=np.float32).reshape(3, 10)
+    skew = 0.5 * (full - full.transpose(0, 2, 1))
+    rows, cols = np.triu_indices(5, 1)
+    assert np.array_equal(vector, skew[:, rows, cols])
+    back = rules.inverse().apply(packed.layout, lambda name: vector.tobytes())
+    assert back.layout == [("oft_r", "F32", (3, 5, 5))]
+    assert np.array_equal(np.frombuffer(next(back.tensors()), dtype=np.float32).reshape(3, 5, 5), skew)
+    with pytest.raises(RuleError, match="n\\(n-1\\)/2"):
+        rules.inverse().apply([("oft_r", "F32", (3, 11))], lambda name: b"")
+    with pytest.raises(RuleError, match="square"):
+        rules.apply([("oft_r", "F32", (3, 4, 5))], lambda name: b"")

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
 from compat.envside import artifact, compare
+from compat.envside.defaults import constant_tensors
 from compat.envside.engine import (
+    Broken,
     NotApplicable,
     Produced,
     Recipe,
@@ -69,8 +72,8 @@ class AdapterKind(Recipe):
         """What this release makes of the saved adapter's config, before loading it."""
         return {}
 
-    def key_evidence(self, model: torch.nn.Module, manifest: dict) -> dict:
-        """The saved adapter keys against those this release's loaded adapter has."""
+    def key_evidence(self, model: torch.nn.Module, saved: dict) -> dict:
+        """The saved adapter keys (``saved``: their layout) against those this release's loaded adapter has."""
         return {}
 
     def output(self, model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -90,6 +93,17 @@ class AdapterKind(Recipe):
                              adapter_changes_output=not compare.bitwise_equal(adapted, base_output),
                              adapter_effect=float((adapted - base_output).abs().max())))
 
+    def expected_layout(self, folder: Path) -> tuple[dict, dict[str, float]] | None:
+        """The adapter this release would build from the saved config, before anything is loaded into it: its key
+        layout and the keys it starts at one value (an identity rotation's scale at 1). None where the kind cannot
+        tell; then the keys are read from the loaded adapter, and only a load that succeeds says them."""
+        return None
+
+    def with_rule(self, folder: Path, rule: dict, into: Path) -> tuple[dict, list[str]]:
+        """Write the saved adapter converted by ``rule`` under ``into`` (laid out as ``folder``); return its key
+        layout and what the conversion lost. Kinds that cannot convert refuse."""
+        raise Broken("this adapter kind takes no conversion rule")
+
     def consume(self, folder: Path, manifest: dict, finding: dict, rule: dict | None) -> None:
         self.available()  # a release without this adapter type (or variant) is not-applicable, not broken
         inputs = stored_inputs(folder)
@@ -97,8 +111,20 @@ class AdapterKind(Recipe):
         base = self.base()
         base_output = self.output(base, inputs)
         finding.update(self.config_evidence(manifest))
-        model = load_evidence(finding, lambda: self.load(base, folder))
-        finding.update(self.key_evidence(model, manifest))
+        with tempfile.TemporaryDirectory() as scratch:
+            source, saved = folder, manifest["keys"]
+            finding["rule"] = rule or None
+            if rule:
+                source = Path(scratch)
+                saved, finding["rule_notes"] = self.with_rule(folder, rule, source)
+            layout = self.expected_layout(source)
+            if layout is not None:  # the keys are known before the load, so a refused load still says them
+                finding["keys"] = compare.diff_keys(artifact.without_digests(saved), layout[0])
+                finding["expected_constants"] = {key: value for key, value in layout[1].items()
+                                                 if key in finding["keys"]["missing"]}
+            model = load_evidence(finding, lambda: self.load(base, source))
+            if layout is None:
+                finding.update(self.key_evidence(model, saved))
         model.eval()
         output = forward_evidence(finding, lambda: self.output(model, inputs))
         finding["outputs"] = {self.output_name: compare.output_stats(expected[self.output_name], output),
@@ -169,11 +195,40 @@ class AdapterRecipe(AdapterKind):
 
         return {"config": config_evidence(manifest, peft)}
 
-    def key_evidence(self, model, manifest: dict) -> dict:
+    def key_evidence(self, model, saved: dict) -> dict:
         from peft import get_peft_model_state_dict
 
         expected = artifact.key_layout(get_peft_model_state_dict(model), with_digest=False)
-        return {"keys": compare.diff_keys(artifact.without_digests(manifest["keys"]), expected)}
+        return {"keys": compare.diff_keys(artifact.without_digests(saved), expected)}
+
+    def expected_layout(self, folder: Path) -> tuple[dict, dict[str, float]] | None:
+        """peft builds the adapter from its saved config (``get_peft_model`` on a fresh base, identity
+        initialisation): the keys and shapes a load expects, and the values it starts from."""
+        import peft
+        from peft import get_peft_model_state_dict
+
+        try:
+            config_class = peft_config_class(peft, json.loads((folder / "adapter" / "adapter_config.json")
+                                                              .read_text()).get("peft_type", ""))
+            config = config_class.from_pretrained(str(folder / "adapter"))
+            fresh = get_peft_model_state_dict(peft.get_peft_model(self.base(), config))
+        except Exception:  # noqa: BLE001 - this release cannot build it from that config: the load will say why
+            return None
+        return artifact.key_layout(fresh, with_digest=False), constant_tensors(fresh)
+
+    def with_rule(self, folder: Path, rule: dict, into: Path) -> tuple[dict, list[str]]:
+        """The adapter's tensors through the rule's steps, its config with the rule's ``consumer_args`` as fields."""
+        from safetensors.torch import load_file, save_file
+
+        from compat.shared.rules import RuleSet
+
+        rules = RuleSet.from_data(rule)
+        state, notes = artifact.apply_rules(rules, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
+        (into / "adapter").mkdir(parents=True)
+        save_file(state, str(into / "adapter" / "adapter_model.safetensors"))
+        config = json.loads((folder / "adapter" / "adapter_config.json").read_text())
+        (into / "adapter" / "adapter_config.json").write_text(json.dumps(dict(config, **rules.consumer_args)))
+        return artifact.key_layout(state, with_digest=False), notes
 
 
 def adapter_evidence(manifest: dict, output: torch.Tensor, base_output: torch.Tensor) -> dict:
@@ -212,11 +267,7 @@ def config_evidence(manifest: dict, peft) -> dict:
     """Fields the producer wrote that this release does not know, and fields whose default changed."""
     written = manifest.get("adapter_config", {})
     peft_type = written.get("peft_type", "")
-    try:
-        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-    except ImportError:
-        PEFT_TYPE_TO_CONFIG_MAPPING = getattr(peft, "PEFT_TYPE_TO_CONFIG_MAPPING", {})
-    config_class = PEFT_TYPE_TO_CONFIG_MAPPING.get(peft_type)
+    config_class = peft_config_class(peft, peft_type)
     if config_class is None:
         return {"unknown_type": peft_type}
     ours = config_defaults(config_class)
@@ -227,4 +278,16 @@ def config_evidence(manifest: dict, peft) -> dict:
         "new_fields": sorted(set(ours) - set(theirs)),
         "changed_defaults": {name: {"producer": theirs[name], "consumer": ours[name]}
                              for name in sorted(set(ours) & set(theirs)) if theirs[name] != ours[name]},
+        # a new switch is read with its default from a file that never mentions it (the search may try it the
+        # other way: peft 0.16.0's use_cayley_neumann, on by default, approximates what 0.15.2 computed exactly)
+        "new_defaults": {name: ours[name] for name in sorted(set(ours) - set(theirs) - set(written))},
     }
+
+
+def peft_config_class(peft, peft_type: str):
+    """The config class of a peft type in this release (None where it has none)."""
+    try:
+        from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+    except ImportError:
+        PEFT_TYPE_TO_CONFIG_MAPPING = getattr(peft, "PEFT_TYPE_TO_CONFIG_MAPPING", {})
+    return PEFT_TYPE_TO_CONFIG_MAPPING.get(peft_type)

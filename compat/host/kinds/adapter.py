@@ -4,13 +4,26 @@ the adapted output can be judged."""
 
 from __future__ import annotations
 
-from compat.host.kinds.common import Verdict, by_outputs, failing_outputs, key_summary, output_summary, refused
+from compat.host.kinds.common import (
+    Verdict,
+    by_outputs,
+    converted,
+    failing_outputs,
+    key_summary,
+    output_summary,
+    refused,
+    rule_evidence,
+)
 from compat.host.matrix import RecipeSpec
 
 KIND = "adapter"
 FIELDS = {
     "config": (dict, "adapter config: unknown_fields, new_fields, changed_defaults (or unknown_type)"),
     "adapter": (dict, "changed_output_in_producer, effect_in_producer, effect, applied, vs_own_base"),
+    "rule": ((dict, type(None)), "the conversion rule applied to the saved adapter before loading, if any"),
+    "rule_notes": (list, "what the rule lost or rounded (lossy or inexact steps)"),
+    "expected_constants": (dict, "adapter keys the saved file lacks that this release's freshly built adapter "
+                                 "starts at one value, with that value (peft: known before loading)"),
 }
 
 
@@ -29,7 +42,7 @@ def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
     if "base" in failing:
         return "diverged", ("the base model's output differs between the releases, so the adapter cannot be judged: "
                             + output_summary("base", failing["base"]))
-    return by_outputs(finding, recipe)
+    return converted(finding, recipe, "config fields") or by_outputs(finding, recipe)
 
 
 def evidence(finding: dict, limit: int = 12) -> list[str]:
@@ -45,4 +58,4 @@ def evidence(finding: dict, limit: int = 12) -> list[str]:
         own = finding["adapter"].get("vs_own_base", {})
         lines.append(f"adapter applied: {finding['adapter'].get('applied')} (output vs this release's base: max abs "
                      f"{own.get('max_abs')}, cosine {own.get('cosine')})")
-    return lines
+    return lines + rule_evidence(finding, limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from compat.host.matrix import RecipeSpec
+from compat.host.search import flat_arguments
 
 Verdict = tuple[str, str]  # (verdict, summary)
 
@@ -64,6 +65,27 @@ def by_outputs(finding: dict, recipe: RecipeSpec) -> Verdict:
         note += f"; the library converted the keys on load ({key_problems})" if key_problems else ""
         return "equivalent", f"outputs within tolerance (max abs {worst:.3g}){note}"
     return "diverged", "; ".join(output_summary(name, stats) for name, stats in failing.items())
+
+
+def converted(finding: dict, recipe: RecipeSpec, arguments: str) -> Verdict | None:
+    """``converted`` where the finding was made under a conversion rule and its outputs agree; ``arguments`` names
+    what the rule's ``consumer_args`` set (a model's constructor arguments, an adapter config's fields)."""
+    rule = finding.get("rule")
+    if not rule or failing_outputs(finding, recipe):
+        return None
+    parts = (("rename", "renames"), ("rename_patterns", "rename patterns"), ("steps", "steps"),
+             ("consumer_args", arguments))
+    steps = [f"{len(flat_arguments(rule)) if key == 'consumer_args' else len(rule[key])} {label}"
+             for key, label in parts if rule.get(key)]
+    exact = "bitwise equal" if all(s.get("bitwise") for s in finding["outputs"].values()) else "within tolerance"
+    lossy = f"; {len(finding['rule_notes'])} lossy or inexact step(s)" if finding.get("rule_notes") else ""
+    return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}{lossy}"
+
+
+def rule_evidence(finding: dict, limit: int = 12) -> list[str]:
+    """The rule a finding was made under and what it lost, in lines."""
+    lines = [f"conversion rule: {json.dumps(finding['rule'])[:600]}"] if finding.get("rule") else []
+    return lines + [f"rule: {note}" for note in finding.get("rule_notes", [])[:limit]]
 
 
 def output_summary(name: str, stats: dict) -> str:

@@ -14,7 +14,8 @@ A rule set (YAML, or the same dict in Python)::
 
 Ops (``ops.py``, one class each): ``rename`` (map), ``rename_pattern``, ``transpose``, ``swap_halves``,
 ``permute_chunks`` (order, dim), ``interleave`` / ``deinterleave`` (chunks, dim), ``reshape`` (shape, from), ``cast``
-(dtype, from), ``add_constant`` (value), ``split`` (key, into, dim, sizes), ``fuse`` (keys, into, dim, sizes), ``drop``
+(dtype, from), ``add_constant`` (value), ``pack_skew`` / ``unpack_skew`` (a skew-symmetric matrix as its upper
+triangle, peft's OFT), ``split`` (key, into, dim, sizes), ``fuse`` (keys, into, dim, sizes), ``drop``
 (key, shape, dtype), ``add`` (key, shape, dtype, value). ``inverse()`` reverses the steps and inverts each one, so a
 rule set converts both ways; the fields an inverse needs (``from``, ``sizes``, ``shape``) are written by inference.
 Tensors are computed one at a time, when they are written. This package runs on the host (``compat convert``) and

@@ -1,7 +1,7 @@
 """The rule ops, one class each: its fields, its checks, its inverse, and how it changes the tensors.
 
 Layout ops (transpose, swap_halves, permute_chunks, interleave, deinterleave, reshape, split, fuse) move raw bytes, so
-a right rule is exact for every dtype. Value ops (cast, add_constant) compute, and say in the conversion's notes where
+a right rule is exact for every dtype. Value ops (cast, add_constant, pack_skew, unpack_skew) compute, and say in the conversion's notes where
 they lost information. Adding an op is one class here, listed in ``OPS``.
 """
 
@@ -30,7 +30,7 @@ from compat.shared.rules.base import (
     RuleError,
     TensorOp,
 )
-from compat.shared.rules.codec import NUMERIC, decode, encode
+from compat.shared.rules.codec import FLOATS, NUMERIC, decode, encode
 
 
 class Rename(Op):
@@ -229,6 +229,62 @@ class AddConstant(TensorOp):
         return Lazy(dtype, source.shape, add)
 
 
+class PackSkew(TensorOp):
+    """A stack of square matrices (..., n, n) -> the strict upper triangle of their skew-symmetric parts,
+    (..., n(n-1)/2), row by row (``triu_indices(n, n, 1)``). How peft 0.16.0 stores OFT's rotation (``oft_R.weight``)
+    where 0.14.0-0.15.2 stored the full matrix (``oft_r``, of which the Cayley transform reads only
+    ``(A - A^T) / 2``): the symmetric part is discarded because nothing reads it. A value op (halving and
+    subtracting), exact in the float formats: the same operations the old release applies."""
+    name, required = "pack_skew", {"key": NAME}
+
+    def inverse(self) -> Op:
+        return UnpackSkew(self.fields)
+
+    def transform(self, source: Lazy, conversion: Conversion, where: str) -> Lazy:
+        _float(source, where)
+        if len(source.shape) < 2 or source.shape[-1] != source.shape[-2]:
+            raise RuleError(f"{where}: shape {list(source.shape)} is not a stack of square matrices")
+        size, dtype = source.shape[-1], source.dtype
+        rows, cols = np.triu_indices(size, 1)
+
+        def pack() -> np.ndarray:
+            values = decode(source.compute(), dtype)
+            half = np.asarray(0.5, dtype=values.dtype)
+            return encode(half * (values - np.swapaxes(values, -1, -2))[..., rows, cols], dtype)
+        return Lazy(dtype, source.shape[:-2] + (len(rows),), pack)
+
+
+class UnpackSkew(TensorOp):
+    """The inverse of ``pack_skew``: (..., n(n-1)/2) -> the skew-symmetric (..., n, n) with that upper triangle
+    (``S[i, j] = v``, ``S[j, i] = -v``, zeros on the diagonal), which ``pack_skew`` packs back to the same values."""
+    name, required = "unpack_skew", {"key": NAME}
+
+    def inverse(self) -> Op:
+        return PackSkew(self.fields)
+
+    def transform(self, source: Lazy, conversion: Conversion, where: str) -> Lazy:
+        _float(source, where)
+        count = source.shape[-1] if source.shape else 0
+        size = int(round((1 + (1 + 8 * count) ** 0.5) / 2))
+        if not source.shape or size * (size - 1) // 2 != count or count == 0:
+            raise RuleError(f"{where}: shape {list(source.shape)} does not end in n(n-1)/2 values")
+        dtype = source.dtype
+        rows, cols = np.triu_indices(size, 1)
+
+        def unpack() -> np.ndarray:
+            values = decode(source.compute(), dtype)
+            matrix = np.zeros(values.shape[:-1] + (size, size), dtype=values.dtype)
+            matrix[..., rows, cols] = values
+            matrix[..., cols, rows] = -values
+            return encode(matrix, dtype)
+        return Lazy(dtype, source.shape[:-1] + (size, size), unpack)
+
+
+def _float(source: Lazy, where: str) -> None:
+    if source.dtype not in FLOATS and source.dtype != "BF16":
+        raise RuleError(f"{where}: {source.dtype} is not a floating-point dtype")
+
+
 class Split(Op):
     name, required, optional = "split", {"key": NAME, "into": NAMES}, {"dim": DIM, "sizes": SIZES}
 
@@ -322,7 +378,7 @@ class Add(Op):
 
 OPS: dict[str, type[Op]] = {op.name: op for op in (
     Rename, RenamePattern, Transpose, SwapHalves, PermuteChunks, Interleave, Deinterleave, Reshape, Cast,
-    AddConstant, Split, Fuse, Drop, Add)}
+    AddConstant, PackSkew, UnpackSkew, Split, Fuse, Drop, Add)}
 
 
 def parse_op(data: object, where: str) -> Op:
