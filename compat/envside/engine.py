@@ -101,8 +101,9 @@ class Recipe:
         """Load the producer's artifact in ``folder`` with this release and add the evidence to ``finding``."""
         raise NotImplementedError
 
-    def defaults(self) -> dict[str, Any]:
-        """The constructor defaults this release gives what the config leaves out (kinds that record them)."""
+    def release_evidence(self) -> dict[str, Any]:
+        """What this release records for the search even when the recipe cannot be made with it (a user's checkpoint
+        that does not load there): manifest fields, by kind ({} for most)."""
         return {}
 
     # shared steps ------------------------------------------------------------------------------------------------
@@ -162,9 +163,9 @@ def produce_artifact(recipe: Recipe, library: str, version: str, folder: Path, c
     except NotApplicable as exc:
         return artifact.write_unbuildable(folder, manifest, "not-applicable", str(exc))
     except Exception as exc:  # noqa: BLE001 - the release fails on a config it accepts
-        # the defaults are still evidence: a user's checkpoint that does not load in a release between the one it
-        # was saved with and a target still tells the search what that release's defaults were
-        return artifact.write_unbuildable(folder, dict(manifest, defaults=recipe.defaults()),
+        # still evidence: a user's checkpoint that does not load in a release between the one it was saved with and
+        # a target still tells the search that release's defaults and initial constants
+        return artifact.write_unbuildable(folder, dict(manifest, **recipe.release_evidence()),
                                           "error" if out_of_memory(exc) else "broken", with_traceback(exc))
     return artifact.write_made(folder, manifest, made.keys, made.inputs, made.outputs, made.fields)
 

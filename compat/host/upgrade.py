@@ -33,17 +33,24 @@ CARRIED = ("identical", "equivalent", "converted")
 def evidence_releases(results: list[CellResult], new_arguments: Callable[[Cell], list[str]], versions: list[str],
                       planned: list[str], saved_with: str) -> list[str]:
     """The matrix's ``versions`` a check must also produce in (beyond the ``planned`` ones): those between the
-    release a checkpoint was saved with and a target it did not reach, where the target has constructor arguments
-    the checkpoint's release did not (``new_arguments(cell)``). The search gives such an argument the value of the
-    first release that had it (``search.inherited_arguments``), so it needs those releases' recorded defaults. Not
-    where the best conversion already drops values: no argument brings them back."""
-    unreached = [r.cell.consumer for r in results if r.verdict not in CARRIED and r.finding.get("status") == "ok"
-                 and not lost_tensors(r.finding) and new_arguments(r.cell)]
-    if not unreached:
+    release a checkpoint was saved with and a target where the target has constructor arguments the checkpoint's
+    release did not (``new_arguments(cell)``), and the target was not reached or was reached only by offsets. The
+    search gives such an argument the value of the first release that had it (``search.inherited_arguments``), so it
+    needs those releases' recorded defaults; and an offset may stand in for an argument (x-transformers'
+    ``norm_add_unit_offset`` stores norms as ``w - 1``): asked first, the releases between give the conversion the
+    matrix finds, the argument, with the checkpoint's values as saved. Not where the best conversion already drops
+    values: no argument brings them back."""
+    unsettled = [r.cell.consumer for r in results if (r.verdict not in CARRIED or _by_offsets(r.finding.get("rule")))
+                 and r.finding.get("status") == "ok" and not lost_tensors(r.finding) and new_arguments(r.cell)]
+    if not unsettled:
         return []
-    ordered = sorted({saved_with, *unreached}, key=Version)
+    ordered = sorted({saved_with, *unsettled}, key=Version)
     low, high, planned_set = Version(ordered[0]), Version(ordered[-1]), set(planned)
     return [v for v in versions if low < Version(v) < high and v not in planned_set]
+
+
+def _by_offsets(rule: dict | None) -> bool:
+    return any(step.get("op") == "add_constant" for step in (rule or {}).get("steps") or [])
 
 
 @dataclass

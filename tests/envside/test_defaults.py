@@ -31,7 +31,7 @@ def test_overrides_merge_into_nested_config_key_by_key():
     assert merge_config(config, None) == config
 
 
-def test_a_release_that_cannot_load_a_checkpoint_still_records_its_defaults(tmp_path):
+def test_a_release_that_cannot_load_a_checkpoint_still_records_its_defaults_and_constants(tmp_path):
     """A user's checkpoint produced in a release between the one it was saved with and a target may not load there;
     that release's defaults are still the search's evidence (``search.inherited_arguments``)."""
     import torch
@@ -48,7 +48,9 @@ def test_a_release_that_cannot_load_a_checkpoint_still_records_its_defaults(tmp_
                              lambda model, inputs: model(inputs["x"]),
                              defaults=lambda: signature_defaults(torch.nn.LayerNorm, "layers."))
     checkpoint = tmp_path / "saved.safetensors"
-    save_file({"weight": torch.ones(4), "bias": torch.zeros(4)}, str(checkpoint))  # a bias this model has no place for
+    save_file({"weight": torch.full((4,), 3.0), "bias": torch.zeros(4)}, str(checkpoint))  # a bias this model has no place for
     manifest = produce_artifact(recipe, "torch", "2.x", tmp_path / "artifact", str(checkpoint))
     assert manifest["status"] == "broken" and "Unexpected key" in manifest["reason"]
-    assert read_manifest(tmp_path / "artifact")["defaults"]["layers.eps"] == 1e-05
+    recorded = read_manifest(tmp_path / "artifact")
+    assert recorded["defaults"]["layers.eps"] == 1e-05
+    assert recorded["constants"] == {"weight": 1.0}, "the fresh model's constants, not the checkpoint's"

@@ -53,9 +53,9 @@ def test_the_releases_between_are_asked_for_only_where_a_new_argument_could_reac
     conversion dropped values, nor where the target has no new argument."""
     matrix = ["1.27.0", "1.30.0", "1.31.1", "1.31.3", "1.42.0"]
 
-    def cell(consumer: str, verdict: str, notes=()) -> CellResult:
+    def cell(consumer: str, verdict: str, notes=(), rule=None) -> CellResult:
         return CellResult(Cell("x-transformers", "user", "1.27.0", consumer), verdict, verdict, "why",
-                          {"status": "ok", "rule_notes": list(notes)})
+                          {"status": "ok", "rule_notes": list(notes), "rule": rule})
     new = {"1.31.3": ["layers.norm_add_unit_offset"]}
 
     def wanted(*results):
@@ -63,6 +63,10 @@ def test_the_releases_between_are_asked_for_only_where_a_new_argument_could_reac
                                  "1.27.0")
     assert wanted(cell("1.31.3", "diverged")) == ["1.30.0", "1.31.1"]
     assert wanted(cell("1.31.3", "converted")) == []
+    assert wanted(cell("1.31.3", "converted", rule={"rename": {"a": "b"}})) == []
+    # reached only by offsets: an offset may stand in for the new argument, so the releases between are asked too
+    offsets = {"steps": [{"op": "add_constant", "key": "norm.weight", "value": -1.0}]}
+    assert wanted(cell("1.31.3", "converted", rule=offsets)) == ["1.30.0", "1.31.1"]
     assert wanted(cell("1.31.3", "lossy", ["lossy: dropped norm.bias (norm 3.2), which is not all zeros"])) == []
     new.clear()
     assert wanted(cell("1.31.3", "diverged")) == []

@@ -255,7 +255,9 @@ def test_an_upgrade_from_before_an_argument_existed_takes_its_first_value_from_t
     to 1.31.3: the target's own default is wrong for it, and neither end says what is right. The check then also
     produces in the matrix's releases between (1.31.1 here: the checkpoint does not even load there, its defaults
     are recorded all the same), passes the first value the argument had, and verifies it; loaded by hand in 1.31.3
-    with the stamped config, the logits are the original's bit for bit."""
+    with the stamped config, the logits are the original's bit for bit. Offsets alone also reach 1.31.3 (every norm
+    scale minus 1), but where the target has a new argument the releases between are asked first: the answer is
+    the one the matrix gives, the argument, with the checkpoint's values as saved."""
     stamped = train("1.27.0", tmp_path / "model.safetensors", CONFIG, cache_dir)
     original = load_by_hand("1.27.0", stamped, CONFIG, cache_dir)
     matrix = tmp_path / "between.yaml"
@@ -269,6 +271,22 @@ def test_an_upgrade_from_before_an_argument_existed_takes_its_first_value_from_t
     assert "1.27.0 -> 1.31.3: converted" in done.stdout, done.stdout
     assert "constructor argument attn_layers.norm_add_unit_offset=False" in done.stdout
     assert "1.27.0 -> 1.31.1" not in done.stdout, "a release between is evidence, not a target"
+    assert "add_constant" not in done.stdout
     config = read_stamp(out)["config"]
     assert config["attn_layers"]["norm_add_unit_offset"] is False
     assert load_by_hand("1.31.3", out, config, cache_dir) == original
+
+
+def test_a_model_saved_where_norms_are_stored_with_an_offset_is_carried_back_with_the_offset(tmp_path, cache_dir):
+    """1.31.3 stores each LayerNorm scale as ``w - 1``; 1.27.0 has no such argument. The user's checkpoint does not
+    load in 1.27.0 as it is (1.27.0 wants norm biases), the first candidate (zero biases) loads and disagrees, the
+    second adds 1 to every scale (from the constants each release's fresh model starts at, recorded even where the
+    checkpoint does not load): loaded by hand in 1.27.0, the logits are the original's."""
+    stamped = train("1.31.3", tmp_path / "model.safetensors", CONFIG, cache_dir)
+    original = load_by_hand("1.31.3", stamped, CONFIG, cache_dir)
+    out = tmp_path / "model-1.27.0.safetensors"
+    done = compat("upgrade", stamped, "--to", "1.27.0", "-o", out, f"--cache-dir={cache_dir}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1.31.3 -> 1.27.0: converted" in done.stdout, done.stdout
+    assert "add_constant" in done.stdout
+    assert load_by_hand("1.27.0", out, read_stamp(out)["config"], cache_dir) == original

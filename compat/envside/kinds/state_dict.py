@@ -81,6 +81,14 @@ class StateDictRecipe(Recipe):
         recorded = {"defaults": self.defaults(), "constants": constants}
         return Produced(artifact.key_layout(state), inputs, outputs, recorded)
 
+    def release_evidence(self) -> dict[str, Any]:
+        """The constructor defaults and the fresh model's constant tensors, read without the checkpoint."""
+        try:
+            constants = initial_constants(self.build())
+        except Exception:  # noqa: BLE001 - evidence for the search, never a reason to fail the recipe
+            constants = {}
+        return {"defaults": self.defaults(), "constants": constants}
+
     def defaults(self) -> dict[str, Any]:
         """The constructor defaults this release gives the arguments the config leaves out ({} without ``defaults``;
         a library whose classes cannot be inspected records none rather than fail the recipe). Read once per worker:
