@@ -1,9 +1,10 @@
 """Probable renames between the keys a producer saved and the keys a consumer expects.
 
 A pairing is shown to a user (``compat check``, the drafts of ``compat known-breaks``, a red cell's next step) and
-tried as a conversion, so it must be plausible: only keys of the same shape pair, and among those the names that share
-the most dotted components at both ends (``layers.1.1.net.0.weight`` -> ``layers.1.1.ff.0.weight`` before
-``layers.3.1.ff.0.weight``), then the most similar text. Pairs are chosen best first over all keys, not in key order,
+tried as a conversion, so it must be plausible: only keys of the same shape pair (or of shapes the caller says fit:
+the search's repacked matrices), and among those the names that share the most dotted components at both ends
+(``layers.1.1.net.0.weight`` -> ``layers.1.1.ff.0.weight`` before ``layers.3.1.ff.0.weight``), then the most similar
+text. Pairs are chosen best first over all keys, not in key order,
 so one early key cannot take another key's obvious partner. Name and shape are never proof: ``compat check`` verifies
 a pairing by loading it and comparing outputs.
 """

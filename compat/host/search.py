@@ -64,7 +64,7 @@ def candidate(finding: dict, inherited: dict | None = None) -> dict | None:
     steps: list[dict] = []
     for old, new in _repacked(missing, unexpected, shapes, renames):
         renames[old] = new
-        steps.append({"op": "pack_skew" if len(shapes[old]) == len(shapes[new]) + 1 else "unpack_skew", "key": new})
+        steps.append({"op": "pack_skew" if _skew_packed(shapes[old], shapes[new]) else "unpack_skew", "key": new})
     for change in reshaped:
         step = _reshape(change)
         if step is None:
@@ -111,8 +111,11 @@ def flipped_switches(finding: dict) -> dict:
     """The boolean fields an adapter's consumer has and the producer's release did not (read from a saved config
     that never mentions them, so with their default), set the other way: a new switch may turn on a change of
     behaviour by default. A guess like any candidate: the outputs decide."""
-    new = ((finding.get("config") or {}).get("new_defaults") or {}) if isinstance(finding.get("config"), dict) else {}
-    return {name: not value for name, value in new.items() if isinstance(value, bool)} if isinstance(new, dict) else {}
+    config = finding.get("config")
+    new = config.get("new_defaults") if isinstance(config, dict) else None
+    if not isinstance(new, dict):
+        return {}
+    return {name: not value for name, value in new.items() if isinstance(value, bool)}
 
 
 def keys_fit(finding: dict) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from compat.host.kinds import KINDS
-from compat.host.kinds.common import headline
+from compat.host.kinds.common import headline, worst_max_abs
 from compat.host.matrix import KnownBreak, RecipeSpec
 from compat.host.search import invented_tensors, lost_tensors, rule_summary
 
@@ -93,14 +93,8 @@ def best_searched(findings: list[dict | None], recipe: RecipeSpec) -> dict | Non
         return converted
     lossy = [finding for finding, verdict in judged if (settle(finding, verdict) or ("",))[0] == "lossy"]
     if lossy:
-        return min(lossy, key=_output_error)
+        return min(lossy, key=lambda finding: worst_max_abs(finding.get("outputs") or {}))
     return found[0] if found else None
-
-
-def _output_error(finding: dict) -> float:
-    """The largest max abs difference over a finding's outputs (infinite where one is not measured)."""
-    errors = [stats.get("max_abs") for stats in (finding.get("outputs") or {}).values() if isinstance(stats, dict)]
-    return max((e if isinstance(e, (int, float)) else float("inf") for e in errors), default=float("inf"))
 
 
 def settle(searched: dict, under_rule: tuple[str, str]) -> tuple[str, str] | None:

@@ -60,11 +60,17 @@ def by_outputs(finding: dict, recipe: RecipeSpec) -> Verdict:
     if all(stats.get("bitwise") for stats in outputs.values()) and not changed_on_load and not key_problems:
         return "identical", "keys, tensors and outputs bitwise equal"
     if not failing:
-        worst = max(_number(s.get("max_abs")) for s in outputs.values())
+        worst = worst_max_abs(outputs)
         note = f"; {len(changed_on_load)} tensors changed on load" if changed_on_load else ""
         note += f"; the library converted the keys on load ({key_problems})" if key_problems else ""
         return "equivalent", f"outputs within tolerance (max abs {worst:.3g}){note}"
     return "diverged", "; ".join(output_summary(name, stats) for name, stats in failing.items())
+
+
+def worst_max_abs(outputs: dict) -> float:
+    """The largest max abs difference over a finding's outputs (infinite where one is not a measured number)."""
+    return max((_number(s.get("max_abs")) if isinstance(s, dict) else float("inf") for s in outputs.values()),
+               default=float("inf"))
 
 
 def converted(finding: dict, recipe: RecipeSpec, arguments: str) -> Verdict | None:
@@ -127,7 +133,7 @@ def evidence_lines(finding: dict, own: list[str], limit: int = 12) -> list[str]:
 
 
 def _number(value) -> float:
-    return float(value) if not isinstance(value, str) else float("inf")
+    return float(value) if isinstance(value, (int, float)) else float("inf")
 
 
 def _fmt(value, digits: int = 3) -> str:
