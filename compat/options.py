@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     pins_parser.add_argument("--recipe", action="append", help="consider only these recipes (default: all)")
     check_parser = commands.add_parser("check", help="load your own checkpoint in other releases")
     check_parser.add_argument("checkpoint", type=Path, help="a .safetensors state dict (or a torch.save file, "
-                              "with --allow-pickle)")
+                              "with --allow-pickle), or a peft adapter folder")
     check_parser.add_argument("--against", nargs="+", required=True,
                               help="releases to load it with: versions, 'latest', ranges such as '>=1.0,<2'")
     check_parser.add_argument("--library", help="default: from the checkpoint's compat metadata")
@@ -76,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser.add_argument("--rules-out", type=Path, help="write the conversion rules that worked (YAML)")
     upgrade_parser = commands.add_parser("upgrade", help="rewrite your checkpoint for another release, verified")
     upgrade_parser.add_argument("checkpoint", type=Path, help="a .safetensors state dict (or a torch.save file, "
-                                "with --allow-pickle)")
+                                "with --allow-pickle), or a peft adapter folder")
     upgrade_parser.add_argument("--to", required=True, help="the release to load it with: a version, 'latest', or "
                                 "'newest-exact' (the newest of the matrix's releases it reaches exactly)")
-    upgrade_parser.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors file to write")
+    upgrade_parser.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors file to write (for an adapter: "
+                                "the folder)")
     upgrade_parser.add_argument("--library", help="default: from the checkpoint's compat metadata")
     upgrade_parser.add_argument("--accept-lossy", action="store_true",
                                 help="write it even when no exact conversion exists and the best one loses values "
@@ -121,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_checkpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe-config", type=Path, help="JSON or YAML constructor arguments (default: from the "
-                        "checkpoint's compat metadata)")
+                        "checkpoint's compat metadata); for an adapter, the widths it does not record: "
+                        '{"layers": {"encoder.query": [in_features, out_features]}}')
     parser.add_argument("--saved-with", help="the release that saved it (default: from its metadata)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="read a .pt/.bin/.ckpt checkpoint, with torch.load(weights_only=True)")

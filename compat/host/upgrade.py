@@ -23,6 +23,7 @@ from compat.host.outcome import CellResult
 from compat.host.plan import Cell
 from compat.host.search import invented_tensors, lost_tensors
 from compat.host.user import UserCheckpoint
+from compat.host.user_adapter import CONFIG_FILE, WEIGHTS_FILE, read_adapter_config
 from compat.shared.config import merge_config
 from compat.shared.rules import RuleSet
 from compat.shared.stamp import PREFIX
@@ -74,12 +75,26 @@ def write_upgraded(checkpoint: UserCheckpoint, result: CellResult, out: Path, ac
         return Upgrade(target, result, None, None)
     rule = result.finding.get("rule") if result.underlying in ("converted", "lossy") else None
     rules = RuleSet.from_data(rule or {}, "the verified rule")
+    # an adapter's consumer_args are fields of its own config file; a model's, constructor arguments in the stamp
+    config = checkpoint.config if checkpoint.is_adapter else merge_config(checkpoint.config or {}, rules.consumer_args)
     stamp = {PREFIX + "library": checkpoint.library, PREFIX + "version": target,
-             PREFIX + "config": json.dumps(merge_config(checkpoint.config or {}, rules.consumer_args), sort_keys=True),
+             PREFIX + "config": json.dumps(config, sort_keys=True),
              PREFIX + "upgraded_from": f"{checkpoint.saved_with} ({checkpoint.path.name})",
              PREFIX + "rules": json.dumps(rules.to_data(), sort_keys=True)}
-    convert(open_checkpoint(checkpoint.path), rules, out, stamp)
+    if checkpoint.is_adapter:
+        write_adapter(checkpoint.path, rules, out, stamp)
+    else:
+        convert(open_checkpoint(checkpoint.path), rules, out, stamp)
     return Upgrade(target, result, out, rule)
+
+
+def write_adapter(folder: Path, rules: RuleSet, out: Path, stamp: dict[str, str]) -> None:
+    """An adapter folder for the target release: its tensors through the rule (with compat's stamp), its config with
+    the rule's ``consumer_args`` as fields (a switch the target reads with another default)."""
+    config = read_adapter_config(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    convert(open_checkpoint(folder / WEIGHTS_FILE), rules, out / WEIGHTS_FILE, dict(stamp, format="pt"))
+    (out / CONFIG_FILE).write_text(json.dumps(dict(config, **rules.consumer_args), indent=2, sort_keys=True) + "\n")
 
 
 def what_is_lost(result: CellResult) -> list[str]:

@@ -10,11 +10,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from compat.host.matrix import DEFAULT_TOLERANCE, LibrarySpec, Matrix, RecipeSpec, Tolerance
 from compat.host.plan import library_named
+from compat.host.user_adapter import (
+    CONFIG_FILE,
+    PICKLED_WEIGHTS,
+    WEIGHTS_FILE,
+    adapter_recipe_config,
+    is_adapter_folder,
+)
 from compat.shared.checkpoint import PICKLE_SUFFIXES
 from compat.shared.errors import CompatError
 from compat.shared.stamp import read_stamp
@@ -23,12 +31,21 @@ from compat.shared.stamp import read_stamp
 @dataclass
 class UserCheckpoint:
     """A user's own checkpoint and what loading it needs: the library, the constructor arguments, the release it
-    was saved with (a selector naming one release). ``path`` is a safetensors file (a pickle is converted first)."""
+    was saved with (a selector naming one release). ``path`` is a safetensors file (a pickle is converted first), or
+    a peft adapter's folder (``config``: its base layers, ``compat.host.user_adapter``)."""
 
     path: Path
     library: str
     config: dict
     saved_with: str
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.path.is_dir()
+
+    def files(self) -> list[Path]:
+        """The files that are the checkpoint (an adapter is its config and its tensors)."""
+        return [self.path / CONFIG_FILE, self.path / WEIGHTS_FILE] if self.is_adapter else [self.path]
 
 
 def read_constructor_arguments(path: Path) -> dict:
@@ -51,8 +68,11 @@ def user_checkpoint(checkpoint: Path, library_name: str | None = None, config: d
     """What is not given is read from the checkpoint's compat metadata (``compat.shared.stamp.save_stamped``). A pickle
     (``torch.save``) is read only with ``allow_pickle``, and then with ``torch.load(weights_only=True)``."""
     checkpoint = Path(checkpoint)
+    if is_adapter_folder(checkpoint):
+        return _user_adapter(checkpoint, library_name, config, saved_with, allow_pickle)
     if not checkpoint.is_file():
-        raise CompatError(f"{checkpoint}: no such file")
+        raise CompatError(f"{checkpoint}: no such file" + (" (a folder, but no adapter_config.json in it)"
+                                                           if checkpoint.is_dir() else ""))
     stamp: dict = {}
     if checkpoint.suffix in PICKLE_SUFFIXES:
         if not allow_pickle:
@@ -75,14 +95,48 @@ def user_checkpoint(checkpoint: Path, library_name: str | None = None, config: d
     return UserCheckpoint(path.resolve(), library_name, config, saved_with)
 
 
+def _user_adapter(folder: Path, library_name: str | None, config: dict | None, saved_with: str | None,
+                  allow_pickle: bool) -> UserCheckpoint:
+    """A peft adapter folder; pickled tensors (``adapter_model.bin``, older releases' default) only with
+    ``allow_pickle``, converted into a copy of the folder."""
+    if not (folder / WEIGHTS_FILE).is_file():
+        if not (folder / PICKLED_WEIGHTS).is_file():
+            raise CompatError(f"{folder}: an adapter folder without {WEIGHTS_FILE}")
+        if not allow_pickle:
+            raise CompatError(f"{folder / PICKLED_WEIGHTS}: a pickle; pass --allow-pickle to read it with "
+                              "torch.load(weights_only=True)")
+        folder = _with_safetensors(folder)
+    stamp = read_stamp(folder / WEIGHTS_FILE)
+    library_name = library_name or stamp.get("library") or "peft"
+    saved_with = saved_with or stamp.get("version")
+    if not saved_with:
+        raise CompatError(f"{folder}: give --saved-with (the adapter's metadata does not record it)")
+    given = config if config is not None else stamp.get("config")
+    return UserCheckpoint(folder.resolve(), library_name, adapter_recipe_config(folder, given), saved_with)
+
+
+def _with_safetensors(folder: Path) -> Path:
+    import atexit
+    import tempfile
+
+    from compat.host.keydiff import pickle_to_safetensors
+
+    copy = Path(tempfile.mkdtemp(prefix="compat-adapter-"))
+    atexit.register(shutil.rmtree, copy, True)
+    shutil.copyfile(folder / CONFIG_FILE, copy / CONFIG_FILE)
+    shutil.move(str(pickle_to_safetensors(folder / PICKLED_WEIGHTS)), copy / WEIGHTS_FILE)
+    return copy
+
+
 def user_library(matrix: Matrix, checkpoint: UserCheckpoint) -> tuple[LibrarySpec, Matrix, str, dict]:
     """The matrix reduced to the checkpoint's library, with one recipe: the user's model (named by a digest of the
     checkpoint and its constructor arguments, so its artifacts are cached apart from every other)."""
     library = library_named(matrix, checkpoint.library)
     digest = hashlib.sha256(json.dumps(checkpoint.config, sort_keys=True).encode())
-    with open(checkpoint.path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
+    for path in checkpoint.files():
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
     recipe = f"user-{digest.hexdigest()[:12]}"
     library = dataclasses.replace(library, recipes={recipe: RecipeSpec(recipe, Tolerance(**DEFAULT_TOLERANCE))},
                                   known_breaks=())

@@ -84,7 +84,9 @@ def converted(finding: dict, recipe: RecipeSpec, arguments: str) -> Verdict | No
     steps = [f"{len(flat_arguments(rule)) if key == 'consumer_args' else len(rule[key])} {label}"
              for key, label in parts if rule.get(key)]
     exact = "bitwise equal" if all(s.get("bitwise") for s in finding["outputs"].values()) else "within tolerance"
-    lossy = f"; {len(finding['rule_notes'])} lossy or inexact step(s)" if finding.get("rule_notes") else ""
+    # a dropped tensor of ones (an untrained scale) holds values the outputs show were not needed
+    lossy = (f"; {len(finding['rule_notes'])} step(s) dropped or rounded values the outputs did not need"
+             if finding.get("rule_notes") else "")
     return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}{lossy}"
 
 
