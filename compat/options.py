@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "with --allow-pickle), or a peft adapter folder")
     upgrade_parser.add_argument("--to", required=True, help="the release to load it with: a version, 'latest', or "
                                 "'newest-exact' (the newest of the matrix's releases it reaches exactly)")
-    upgrade_parser.add_argument("-o", "--out", type=Path, required=True, help="the .safetensors file to write (for an adapter: "
-                                "the folder)")
+    upgrade_parser.add_argument("-o", "--out", type=Path, required=True,
+                                help="the .safetensors file to write (for an adapter: the folder)")
     upgrade_parser.add_argument("--library", help="default: from the checkpoint's compat metadata")
     upgrade_parser.add_argument("--accept-lossy", action="store_true",
                                 help="write it even when no exact conversion exists and the best one loses values "

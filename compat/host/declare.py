@@ -16,8 +16,7 @@ from collections import defaultdict
 
 from packaging.version import Version
 
-from compat.host.renames import probable_renames
-from compat.host.search import keys_fit
+from compat.host.search import keys_fit, rule_summary
 from compat.host.verdicts import BAD
 
 
@@ -115,13 +114,19 @@ def draft_reason(cell: dict) -> str:
     if evidence.get("status") == "broken":
         return f"a release fails on this config ({where}): {evidence.get('reason', '').splitlines()[0]}"
     keys = evidence.get("keys", {})
+    tried = evidence.get("search") or {}
     if not keys_fit(evidence):
-        renames = probable_renames(keys)
         parts = [f"{len(keys.get('missing', []))} keys missing, {len(keys.get('unexpected', []))} unexpected"]
         if keys.get("shape"):
-            parts.append(f"{len(keys['shape'])} shapes changed (e.g. {keys['shape'][0]['key']})")
-        if renames:
-            parts.append("e.g. " + "; ".join(f"{old} -> {new}" for old, new in renames[:2]))
+            change = keys["shape"][0]
+            parts.append(f"{len(keys['shape'])} shapes changed (e.g. {change['key']} {change['producer']} -> "
+                         f"{change['consumer']})")
+        if tried.get("verdict"):  # the search's own account, not names that merely look alike
+            return (f"layout changed ({where}): {', '.join(parts)}; with the conversion the search found "
+                    f"({rule_summary(tried.get('rule') or {})}) it is {tried['verdict']}: {tried.get('summary', '')}")
+        if evidence.get("sizing") == {} and keys.get("shape"):
+            parts.append("no constructor argument of the consumer builds it at the producer's size")
+        # no rename pairs guessed from names here: a reason is what users read, and only the search verifies one
         return f"layout changed ({where}): " + ", ".join(parts)
     if cell["underlying"] == "diverged":
         return f"same keys, different outputs ({where}): {cell['summary'].removeprefix('diverged: ')}"

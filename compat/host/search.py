@@ -41,7 +41,7 @@ from typing import Callable
 from packaging.version import Version
 
 from compat.host.renames import probable_renames
-from compat.shared.config import is_set, merge_config
+from compat.shared.config import is_set, merge_config, nested
 
 SCALE_NAMES = frozenset({"weight", "gamma", "g", "scale"})
 SHIFT_NAMES = frozenset({"bias", "beta", "b"})
@@ -65,11 +65,15 @@ def candidate(finding: dict, inherited: dict | None = None) -> dict | None:
     for old, new in _repacked(missing, unexpected, shapes, renames):
         renames[old] = new
         steps.append({"op": "pack_skew" if _skew_packed(shapes[old], shapes[new]) else "unpack_skew", "key": new})
+    sized = sizing_arguments(finding)
     for change in reshaped:
+        if change.get("key") in sized:
+            continue  # an argument builds it at the producer's size
         step = _reshape(change)
         if step is None:
             return None  # a key whose number of values changed: no layout op carries it
         steps.append(step)
+    arguments = merge_config(arguments, nested({entry["path"]: entry["value"] for entry in sized.values()}))
     for key in unexpected:
         if key not in renames:
             steps.append({"op": "drop", "key": key, "shape": list(shapes[key])})
@@ -127,6 +131,14 @@ def keys_fit(finding: dict) -> bool:
 def outputs_agree(finding: dict) -> bool:
     outputs = finding.get("outputs") or {}
     return bool(outputs) and all(isinstance(s, dict) and s.get("bitwise") for s in outputs.values())
+
+
+def sizing_arguments(finding: dict) -> dict[str, dict]:
+    """The arguments the consumer's worker found to build a reshaped key at the producer's size
+    (``compat.envside.sizing``): key -> ``{"path", "value"}``, only well-formed entries."""
+    sizing = finding.get("sizing")
+    return {key: entry for key, entry in (sizing.items() if isinstance(sizing, dict) else [])
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str) and "value" in entry}
 
 
 def producer_arguments(finding: dict) -> dict:
@@ -187,21 +199,6 @@ def new_arguments(producer: dict, consumer: dict, config: dict) -> list[str]:
     """The defaults the consumer's release has and the producer's did not, that the config leaves to the release:
     where the releases between can supply a value (``inherited_defaults``)."""
     return [path for path in consumer if path not in producer and not is_set(config, path)] if producer else []
-
-
-def nested(values: dict) -> dict:
-    """Dotted paths and values as the nested ``consumer_args`` a rule carries."""
-    tree: dict = {}
-    for path, value in values.items():
-        *parents, name = path.split(".")
-        level = tree
-        for part in parents:
-            level = level.setdefault(part, {})
-            if not isinstance(level, dict):
-                break
-        else:
-            level[name] = value
-    return tree
 
 
 def neutral_value(key: str, shape: list[int]) -> float:

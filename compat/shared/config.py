@@ -26,3 +26,18 @@ def is_set(config: Mapping[str, Any], path: str) -> bool:
         if config is None:
             return False
     return isinstance(config, Mapping) and name in config
+
+
+def nested(values: dict) -> dict:
+    """Dotted paths and values as the nested ``consumer_args`` a rule carries."""
+    tree: dict = {}
+    for path, value in values.items():
+        *parents, name = path.split(".")
+        level = tree
+        for part in parents:
+            level = level.setdefault(part, {})
+            if not isinstance(level, dict):
+                break
+        else:
+            level[name] = value
+    return tree

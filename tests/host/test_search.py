@@ -53,6 +53,16 @@ def test_a_changed_shape_with_the_same_values_is_reshaped_or_transposed_and_othe
     assert candidate(keys({}, {}, [{"key": "q", "producer": [64, 32], "consumer": [128, 32]}])) is None
 
 
+def test_a_key_whose_size_an_argument_sets_is_built_at_the_producers_size_and_the_rest_still_converts():
+    changes = [{"key": "rotary.inv_freq", "producer": [16], "consumer": [8]},
+               {"key": "a", "producer": [4, 6], "consumer": [6, 4]}]
+    finding = dict(keys({}, {}, changes), sizing={"rotary.inv_freq": {"path": "layers.rotary_emb_dim", "value": 32},
+                                                  "junk": "not an entry"})
+    rule = candidate(finding)
+    assert rule == {"steps": [{"op": "transpose", "key": "a"}],
+                    "consumer_args": {"layers": {"rotary_emb_dim": 32}}}
+
+
 def test_nothing_to_try_when_the_keys_fit_or_the_shapes_were_not_recorded():
     assert candidate(keys({}, {})) is None
     assert candidate({"keys": {"missing": ["a"], "unexpected": ["b"]}}) is None

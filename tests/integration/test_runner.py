@@ -344,6 +344,23 @@ def test_a_changed_constructor_default_is_found_and_passed_explicitly(tmp_path, 
     assert "constructor defaults changed: layers.norm_add_unit_offset false -> true" in unsearched.summary
 
 
+def test_a_tensor_an_argument_sizes_is_built_at_the_producers_size(tmp_path, cache_dir):
+    """x-transformers 1.42.18 stopped raising ``rotary_emb_dim`` to 32 (``max(dim_head // 2, 32)`` became
+    ``dim_head // 2``): with heads of 32, a 1.42.17 checkpoint's rotary ``inv_freq`` holds 16 values where 1.42.18
+    builds 8, and both signatures say ``None``. The consumer builds its model again with the arguments that could size
+    it and finds ``rotary_emb_dim=32``; passed, the outputs agree bit for bit. Back, 1.42.17 raises any smaller value
+    to 32: no argument sizes it, and the cell stays refused."""
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
+    path = tmp_path / "m.yaml"
+    path.write_text(matrix_text(fixtures, ["rotary"], ["1.42.17", "1.42.18"]))
+    _, results = run_matrix(path, cache_dir)
+    forward = results["x-transformers/rotary/1.42.17->1.42.18"]
+    assert forward.verdict == "converted" and "bitwise equal" in forward.summary, forward.summary
+    assert forward.finding["rule"] == {"consumer_args": {"layers": {"rotary_emb_dim": 32}}}
+    back = results["x-transformers/rotary/1.42.18->1.42.17"]
+    assert back.verdict == "incompatible" and "inv_freq" in back.summary, back.summary
+
+
 def test_a_resumed_run_waits_for_the_releases_between_before_it_decides_a_cells_conversion(tmp_path, cache_dir):
     """1.27.0 had no ``norm_add_unit_offset``; 1.31.1 has it off, 1.31.3 on: the search reads 1.31.1's artifact to
     pass ``False``. A run interrupted after the cell was checked but before 1.31.1 produced (its artifact is gone

@@ -4,6 +4,7 @@ arguments for the consuming release) before loading: how a verified conversion i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -22,7 +23,8 @@ from compat.envside.engine import (
     load_evidence,
     output_evidence,
 )
-from compat.shared.config import merge_config
+from compat.envside.sizing import sizing_arguments
+from compat.shared.config import merge_config, nested
 
 
 class StateDictRecipe(Recipe):
@@ -44,6 +46,7 @@ class StateDictRecipe(Recipe):
         super().__init__(name, config, make_inputs, run)
         self._make, self._expect, self._defaults = make, expect, defaults
         self._read_defaults: dict[str, Any] | None = None
+        self._sized: dict[str, dict | None] = {}  # model shapes built with one argument set (``sizing``)
 
     def build(self, overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
         """The model; ``overrides`` are constructor arguments a conversion rule sets for the consuming release."""
@@ -100,6 +103,20 @@ class StateDictRecipe(Recipe):
                 self._read_defaults = {}
         return self._read_defaults
 
+    def sizing(self, reshaped: list[dict]) -> dict[str, dict]:
+        """``sizing.sizing_arguments`` for this release: the model is built again per argument and size tried,
+        once per worker (the cells of one consumer share their producers' shapes)."""
+        def shapes_with(arguments: dict) -> dict[str, list[int]] | None:
+            key = json.dumps(arguments, sort_keys=True)
+            if key not in self._sized:
+                try:
+                    built = self.build(nested(arguments)).state_dict()
+                    self._sized[key] = {name: list(tensor.shape) for name, tensor in built.items()}
+                except Exception:  # noqa: BLE001 - this release refuses that value: not a size it can be asked for
+                    self._sized[key] = None
+            return self._sized[key]
+        return sizing_arguments(reshaped, self.defaults(), self.config, shapes_with)
+
     def consume(self, folder: Path, manifest: dict, finding: dict, rule: dict | None) -> None:
         from compat.shared.rules import RuleSet
 
@@ -117,6 +134,8 @@ class StateDictRecipe(Recipe):
             state, finding["rule_notes"] = artifact.apply_rules(rules, state)
             produced = artifact.key_layout(state, with_digest=False)
         finding["keys"] = compare.diff_keys(produced, artifact.key_layout(self.state_dict(model), with_digest=False))
+        if finding["keys"]["shape"] and not rules:
+            finding["sizing"] = self.sizing(finding["keys"]["shape"])
         finding["defaults_changed"] = changed_defaults(manifest.get("defaults") or {}, self.defaults(), self.config)
         load_evidence(finding, lambda: self.load(model, state))
         after = self.state_dict(model)

@@ -14,6 +14,8 @@ FIELDS = {
     "rule_notes": (list, "what the rule lost or rounded (lossy or inexact steps)"),
     "defaults_changed": (dict, "constructor defaults the config relies on that this release changed: dotted path -> "
                                "[producer's value, consumer's value]"),
+    "sizing": (dict, "for keys whose shape changed, the constructor argument that builds them at the producer's "
+                     "size in this release: key -> {path, value}"),
 }
 
 
