@@ -244,8 +244,8 @@ def _upgrade(args: argparse.Namespace) -> int:
     if done.written:
         steps = rule_lines(done.rule or {})
         how = f" with a conversion of {len(steps)} steps" if steps else " as it is"
-        settings = ("its adapter_config.json the fields the conversion sets" if checkpoint.is_adapter
-                    else "the constructor arguments")
+        settings = {"adapter": "its adapter_config.json the fields the conversion sets",
+                    "pretrained": "its other files are as they were"}.get(checkpoint.form, "the constructor arguments")
         print(f"compat: wrote {done.written}: loads in {done.target}{how}, outputs verified in both releases; its "
               f"metadata names {done.target} and {settings}")
         for line in steps[:12]:

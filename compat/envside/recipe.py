@@ -19,7 +19,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from compat.envside.engine import NotApplicable, Recipe, unsupported
+from compat.envside.engine import NotApplicable, Recipe, describe, unsupported
 from compat.envside.kinds.adapter import AdapterKind, AdapterRecipe
 from compat.envside.kinds.converter import ConversionRecipe
 from compat.envside.kinds.file import FileRecipe
@@ -41,10 +41,29 @@ def load_recipes(module_path: str, user: dict | None = None) -> dict[str, Recipe
     module = _import(module_path)
     recipes = dict(module.RECIPES)
     if user:
-        if not hasattr(module, "recipe_from_config"):
-            raise NotApplicable(f"{module_path} cannot build a model from a user's config (no recipe_from_config)")
-        recipes[user["name"]] = module.recipe_from_config(user["config"])
+        try:
+            if not hasattr(module, "recipe_from_config"):
+                raise NotApplicable(f"{module_path} cannot build a model from a user's config (no recipe_from_config)")
+            recipes[user["name"]] = module.recipe_from_config(user["config"])
+        except Exception as exc:  # noqa: BLE001 - said once, per cell, not as the worker's traceback
+            recipes[user["name"]] = Unbuildable(user["name"], describe(exc))
     return recipes
+
+
+class Unbuildable(Recipe):
+    """A user's recipe the fixtures module cannot make from the user's config: every cell says why."""
+
+    kind = "state-dict"
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(name, {})
+        self.reason = reason
+
+    def produce(self, folder: Path, checkpoint: str | None):
+        raise NotApplicable(self.reason)
+
+    def consume(self, folder: Path, manifest: dict, finding: dict, rule: dict | None) -> None:
+        raise NotApplicable(self.reason)
 
 
 def _import(module_path: str):

@@ -12,6 +12,7 @@ upgrade needs no arguments.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,6 +25,7 @@ from compat.host.plan import Cell
 from compat.host.search import invented_tensors, lost_tensors
 from compat.host.user import UserCheckpoint
 from compat.host.user_adapter import CONFIG_FILE, WEIGHTS_FILE, read_adapter_config
+from compat.host.user_model import model_files
 from compat.shared.config import merge_config
 from compat.shared.rules import RuleSet
 from compat.shared.stamp import PREFIX
@@ -76,16 +78,29 @@ def write_upgraded(checkpoint: UserCheckpoint, result: CellResult, out: Path, ac
     rule = result.finding.get("rule") if result.underlying in ("converted", "lossy") else None
     rules = RuleSet.from_data(rule or {}, "the verified rule")
     # an adapter's consumer_args are fields of its own config file; a model's, constructor arguments in the stamp
-    config = checkpoint.config if checkpoint.is_adapter else merge_config(checkpoint.config or {}, rules.consumer_args)
+    config = merge_config(checkpoint.config or {}, rules.consumer_args) if checkpoint.form == "state-dict" \
+        else checkpoint.config
     stamp = {PREFIX + "library": checkpoint.library, PREFIX + "version": target,
              PREFIX + "config": json.dumps(config, sort_keys=True),
              PREFIX + "upgraded_from": f"{checkpoint.saved_with} ({checkpoint.path.name})",
              PREFIX + "rules": json.dumps(rules.to_data(), sort_keys=True)}
     if checkpoint.is_adapter:
         write_adapter(checkpoint.path, rules, out, stamp)
+    elif checkpoint.form == "pretrained":  # the library's own loader read it as it is: the same files, stamped
+        write_model(checkpoint.path, out, stamp)
     else:
         convert(open_checkpoint(checkpoint.path), rules, out, stamp)
     return Upgrade(target, result, out, rule)
+
+
+def write_model(folder: Path, out: Path, stamp: dict[str, str]) -> None:
+    """A model folder as it is, its weights with compat's stamp."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in model_files(folder):
+        if path.suffix == ".safetensors":
+            convert(open_checkpoint(path), RuleSet([]), out / path.name, dict(stamp, format="pt"))
+        else:
+            shutil.copyfile(path, out / path.name)
 
 
 def write_adapter(folder: Path, rules: RuleSet, out: Path, stamp: dict[str, str]) -> None:

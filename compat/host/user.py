@@ -23,6 +23,7 @@ from compat.host.user_adapter import (
     adapter_recipe_config,
     is_adapter_folder,
 )
+from compat.host.user_model import is_model_folder, model_files, model_recipe_config
 from compat.shared.checkpoint import PICKLE_SUFFIXES
 from compat.shared.errors import CompatError
 from compat.shared.stamp import read_stamp
@@ -38,13 +39,16 @@ class UserCheckpoint:
     library: str
     config: dict
     saved_with: str
+    form: str = "state-dict"  # or "adapter" (a peft adapter folder), "pretrained" (a diffusers model folder)
 
     @property
     def is_adapter(self) -> bool:
-        return self.path.is_dir()
+        return self.form == "adapter"
 
     def files(self) -> list[Path]:
         """The files that are the checkpoint (an adapter is its config and its tensors)."""
+        if self.form == "pretrained":
+            return model_files(self.path)
         return [self.path / CONFIG_FILE, self.path / WEIGHTS_FILE] if self.is_adapter else [self.path]
 
 
@@ -70,9 +74,17 @@ def user_checkpoint(checkpoint: Path, library_name: str | None = None, config: d
     checkpoint = Path(checkpoint)
     if is_adapter_folder(checkpoint):
         return _user_adapter(checkpoint, library_name, config, saved_with, allow_pickle)
+    if is_model_folder(checkpoint):
+        recipe_config, written_by = model_recipe_config(checkpoint)
+        saved_with = saved_with or written_by
+        if not saved_with:
+            raise CompatError(f"{checkpoint}: give --saved-with (its config.json does not record _diffusers_version)")
+        return UserCheckpoint(checkpoint.resolve(), library_name or "diffusers", recipe_config, saved_with,
+                              "pretrained")
     if not checkpoint.is_file():
-        raise CompatError(f"{checkpoint}: no such file" + (" (a folder, but no adapter_config.json in it)"
-                                                           if checkpoint.is_dir() else ""))
+        raise CompatError(f"{checkpoint}: no such file" + (" (a folder, but neither a peft adapter's "
+                                                           "adapter_config.json nor a model's config.json and "
+                                                           ".safetensors in it)" if checkpoint.is_dir() else ""))
     stamp: dict = {}
     if checkpoint.suffix in PICKLE_SUFFIXES:
         if not allow_pickle:
@@ -112,7 +124,7 @@ def _user_adapter(folder: Path, library_name: str | None, config: dict | None, s
     if not saved_with:
         raise CompatError(f"{folder}: give --saved-with (the adapter's metadata does not record it)")
     given = config if config is not None else stamp.get("config")
-    return UserCheckpoint(folder.resolve(), library_name, adapter_recipe_config(folder, given), saved_with)
+    return UserCheckpoint(folder.resolve(), library_name, adapter_recipe_config(folder, given), saved_with, "adapter")
 
 
 def _with_safetensors(folder: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from compat.shared.checkpoint import SafetensorsFile
 from compat.shared.errors import CompatError
-from compat.shared.untrusted import parse_json
+from compat.shared.untrusted import read_json_mapping
 
 CONFIG_FILE, WEIGHTS_FILE, PICKLED_WEIGHTS = "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
 PREFIX = "base_model.model."  # where peft's saved keys put the base model's modules
@@ -27,11 +27,7 @@ def is_adapter_folder(path: Path) -> bool:
 
 def read_adapter_config(folder: Path) -> dict:
     """The adapter's saved config (untrusted JSON, checked to be a mapping with a peft type)."""
-    path = folder / CONFIG_FILE
-    config = parse_json(path.read_text(errors="replace"), str(path), "adapter config")
-    if not isinstance(config, dict) or not isinstance(config.get("peft_type"), str):
-        raise CompatError(f"{path}: not a peft adapter config (a mapping with a peft_type)")
-    return config
+    return read_json_mapping(folder / CONFIG_FILE, "peft adapter config", "peft_type")
 
 
 def base_layers(folder: Path, given: dict | None = None) -> dict[str, list[int]]:

@@ -56,6 +56,14 @@ def parse_json(text: str | bytes, where: str, what: str = "file", **options: Any
     return value
 
 
+def read_json_mapping(path: Path, what: str, field: str) -> dict:
+    """A JSON file a library wrote (a model's or an adapter's config): a mapping whose ``field`` is a string."""
+    value = parse_json(read_text(path, what), str(path), what)
+    if not isinstance(value, dict) or not isinstance(value.get(field), str):
+        raise UntrustedInputError(f"{path}: not a {what} (a mapping with a {field})")
+    return value
+
+
 def check_value(value: Any, where: str) -> None:
     """Depth, size and text of a parsed value, walked without recursion."""
     stack = [(value, 0, "")]

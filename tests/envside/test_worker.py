@@ -143,3 +143,19 @@ def test_a_library_that_cannot_be_imported_is_a_failed_event_naming_the_module(t
     with pytest.raises(WorkerFailure) as failure:
         WorkerProcess(Path(sys.executable), "no_such_library_xyz", tmp_path / "w.log", timeout=60)
     assert failure.value.missing_module == "no_such_library_xyz"
+
+
+def test_a_users_config_the_fixtures_cannot_make_is_one_reason_per_cell_not_a_worker_traceback(tmp_path):
+    import pytest
+
+    from compat.envside.engine import NotApplicable
+    from compat.envside.recipe import load_recipes
+
+    fixtures = tmp_path / "lib.py"
+    fixtures.write_text("RECIPES = {}\n\ndef recipe_from_config(config):\n    raise KeyError('attn_layers')\n")
+    recipes = load_recipes(str(fixtures), {"name": "user-1", "config": {}})
+    with pytest.raises(NotApplicable, match="KeyError: 'attn_layers'"):
+        recipes["user-1"].produce(tmp_path, None)
+    fixtures.write_text("RECIPES = {}\n")
+    with pytest.raises(NotApplicable, match="no recipe_from_config"):
+        load_recipes(str(fixtures), {"name": "user-2", "config": {}})["user-2"].produce(tmp_path, None)
