@@ -12,17 +12,9 @@ decide. Runs inside release environments: standard library and torch only.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Mapping
 
-from compat.shared.config import is_set
-
-# words that name where a tensor sits, not what sizes it
-PLACES = frozenset({"weight", "bias", "layers", "layer", "attn", "ff", "net", "to", "proj", "wrapper"})
-
-
-def words(name: str) -> set[str]:
-    return {word for word in re.split(r"[._]", name.lower()) if word and not word.isdigit()} - PLACES
+from compat.shared.config import is_set, words
 
 
 def sizing_arguments(reshaped: list[dict], defaults: Mapping[str, Any], config: Mapping[str, Any],

@@ -6,10 +6,12 @@ release did not have, from the defaults recorded by the releases between produce
 turn, and when judging; a candidate is remembered only once all of its evidence was there to read, because a resumed
 run can know a cell's finding before the releases between have produced.
 
-A second candidate (``retry``) is tried only where the first left the keys fitting and the outputs apart (or there
+Second candidates (``retries``) are tried only where the first left the keys fitting and the outputs apart (or there
 was no first and the plain load did so): the first one plus, where no value was dropped, ``add_constant`` steps for
-tensors the two releases initialise to different constants (``search.offset_steps``), and an adapter config's new
-switches set against their defaults (``search.flipped_switches``). It is not tried first because
+tensors the two releases initialise to different constants (``search.offset_steps``), an adapter config's new
+switches set against their defaults (``search.flipped_switches``), and, from an older release to a newer one, new
+constructor switches about a feature the model uses (``search.feature_switches``); where the producer has a rotary
+embedding, also the same with its query and key rows permuted (``search.rotary_steps``). It is not tried first because
 an offset and a changed default can be two answers to one change (x-transformers' ``norm_add_unit_offset``); both
 together would count the change twice.
 """
@@ -26,6 +28,7 @@ from packaging.version import Version
 from compat.host import search
 from compat.host.plan import Cell, Plan
 from compat.host.results import ResultIndex
+from compat.shared.config import merge_config
 
 EnvKey = tuple[str, str]  # (library, version)
 
@@ -40,7 +43,7 @@ class Candidates:
         self.plan, self.results, self.enabled = plan, results, enabled
         self._artifact_dir, self._path_for, self._rule_for = artifact_dir, path_for, rule_for
         self._decided: dict[Cell, dict | None] = {}
-        self._retries: dict[Cell, dict | None] = {}
+        self._retries: dict[Cell, list[dict]] = {}
         self._manifests: dict[tuple[str, str, str], dict] = {}
 
     def rule(self, cell: Cell) -> tuple[dict | None, set[str]]:
@@ -61,35 +64,43 @@ class Candidates:
             self._decided[cell] = rule
         return rule, lacking
 
-    def retry(self, cell: Cell) -> dict | None:
-        """The second candidate, once the first one's finding (or, without one, the plain finding) is known: the
-        first plus offsets, where that finding has the keys fitting, the outputs apart and no value dropped."""
+    def retries(self, cell: Cell) -> list[dict]:
+        """The second candidates, once the first one's finding (or, without one, the plain finding) is known: the
+        first plus offsets and switches, where that finding has the keys fitting and the outputs apart; and where
+        the producer has a rotary embedding, the same with the query and key rows permuted (both are tried: the
+        permutation is right only where the two releases pair the rotary dimensions differently); where several
+        switches are new, each alone too."""
         if cell in self._retries:
             return self._retries[cell]
         first, lacking = self.rule(cell)
         if lacking or (first is None and cell not in self._decided):
-            return None  # the first is not decided yet
+            return []  # the first is not decided yet
         finding = self.results.get(cell.library, self._path_for(cell, first or self._rule_for(cell)))
         if finding is None:
-            return None  # not checked yet
-        retry = None
+            return []  # not checked yet
+        retries: list[dict] = []
         if self._searchable(cell, finding) and search.keys_fit(finding) and not search.outputs_agree(finding):
-            steps = []
-            if not search.lost_tensors(finding):
-                produced = self._recorded(cell.library, cell.producer, cell.recipe)
-                mine = self._recorded(cell.library, cell.consumer, cell.recipe)
-                if produced is None or mine is None:
-                    return None  # the consumer's own artifact is not there yet: ask again after
-                steps = search.offset_steps(first, produced["constants"], mine["constants"])
+            produced = self._recorded(cell.library, cell.producer, cell.recipe)
+            mine = self._recorded(cell.library, cell.consumer, cell.recipe)
+            if produced is None or mine is None:
+                return []  # the consumer's own artifact is not there yet: ask again after
+            steps = [] if search.lost_tensors(finding) else search.offset_steps(first, produced["constants"],
+                                                                                 mine["constants"])
+            forward = search.forward_in_time(cell.producer, cell.consumer)
             switches = search.flipped_switches(finding)
+            if forward:  # arguments an older consumer has and the producer lacks were removed, not added
+                switches = merge_config(switches, search.feature_switches(produced["defaults"], mine["defaults"],
+                                                                          produced["config"]))
+            rotary = search.rotary_steps(produced["shapes"], (first or {}).get("rename") or {}, forward)
             if steps or switches:
-                retry = dict(first or {})
-                if steps:
-                    retry["steps"] = [*retry.get("steps", []), *steps]
-                if switches:
-                    retry["consumer_args"] = {**retry.get("consumer_args", {}), **switches}
-        self._retries[cell] = retry
-        return retry
+                retries.append(_extended(first, steps, switches))
+            if rotary:
+                retries.append(_extended(first, steps + rotary, switches))
+            singles = search.one_by_one(switches)
+            if len(singles) > 1:  # several new switches: one of them may be the change, the others new features
+                retries += [_extended(first, steps, single) for single in singles]
+        self._retries[cell] = retries
+        return retries
 
     def _searchable(self, cell: Cell, finding: dict) -> bool:
         """The search runs on ``ok`` findings of cells the matrix gives no rule, in runs that want it: state-dict
@@ -139,8 +150,9 @@ class Candidates:
         return sorted((v for v in self.plan.versions(library) if not self.plan.unreleased(library, v)), key=Version)
 
     def _recorded(self, library: str, version: str, recipe: str) -> dict | None:
-        """What a release's artifact recorded for the search: its constructor ``defaults``, its ``config`` and its
-        initial ``constants`` ({} where it has none), or None while it has no artifact (not remembered: it may be
+        """What a release's artifact recorded for the search: its constructor ``defaults``, its ``config``, its
+        initial ``constants`` ({} where it has none) and its tensors' ``shapes``, or None while it has no artifact
+        (not remembered: it may be
         produced later in the run)."""
         key = (library, version, recipe)
         if key not in self._manifests:
@@ -150,4 +162,17 @@ class Candidates:
                 return None
             self._manifests[key] = {name: manifest[name] if isinstance(manifest.get(name), dict) else {}
                                     for name in ("defaults", "config", "constants")}
+            keys = manifest.get("keys") if isinstance(manifest.get("keys"), dict) else {}
+            self._manifests[key]["shapes"] = {name: entry["shape"] for name, entry in keys.items()
+                                              if isinstance(entry, dict) and isinstance(entry.get("shape"), list)}
         return self._manifests[key]
+
+
+def _extended(first: dict | None, steps: list[dict], arguments: dict) -> dict:
+    """The first candidate with more steps and constructor arguments."""
+    rule = dict(first or {})
+    if steps:
+        rule["steps"] = [*rule.get("steps", []), *steps]
+    if arguments:
+        rule["consumer_args"] = merge_config(rule.get("consumer_args", {}), arguments)
+    return rule

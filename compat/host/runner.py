@@ -110,8 +110,9 @@ class Run:
 
     def searched(self, cell: Cell) -> list[tuple[dict, Path]]:
         """The search's candidates for ``cell`` known so far, each with where its finding is kept: the first, then
-        the second (``Candidates.retry``) once the first one's finding says it is worth trying."""
-        tried = [rule for rule in (self.search_rule(cell), self.candidates.retry(cell)) if rule is not None]
+        the second ones (``Candidates.retries``) once the first one's finding says they are worth trying."""
+        first = self.search_rule(cell)
+        tried = ([first] if first is not None else []) + self.candidates.retries(cell)
         return [(rule, self._result_path(cell, rule)) for rule in tried]
 
     def _needs_search(self, cell: Cell, producing: set[EnvKey] | None = None) -> bool:

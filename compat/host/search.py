@@ -38,10 +38,10 @@ import json
 import re
 from typing import Callable
 
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from compat.host.renames import probable_renames
-from compat.shared.config import is_set, merge_config, nested
+from compat.shared.config import is_set, merge_config, nested, words
 
 SCALE_NAMES = frozenset({"weight", "gamma", "g", "scale"})
 SHIFT_NAMES = frozenset({"bias", "beta", "b"})
@@ -120,6 +120,54 @@ def flipped_switches(finding: dict) -> dict:
     if not isinstance(new, dict):
         return {}
     return {name: not value for name, value in new.items() if isinstance(value, bool)}
+
+
+ROTARY_BUFFER = re.compile(r"(^|\.)rotary[^.]*\.inv_freq$")
+QUERY_KEY = re.compile(r"(^|\.)(to_q|to_k|q_proj|k_proj|wq|wk)\.weight$")
+
+
+def rotary_steps(shapes: dict[str, list[int]], renames: dict[str, str], forward: bool) -> list[dict]:
+    """Rotary embeddings pair a head's dimensions either as (i, i + n/2) or as (2i, 2i + 1) (x-transformers switched
+    in 1.30.1; Meta's Llama and transformers' differ the same way): the same attention then needs the rows of each
+    head's query and key projections interleaved (or, back, deinterleaved). For a producer whose layout (``shapes``)
+    has one rotary ``inv_freq`` (n/2 frequencies, so n rotated dimensions per head), each query and key weight whose
+    rows are whole heads of n, under the first candidate's ``renames``. Which way is a guess (``forward``: from an
+    older release to a newer one, the way x-transformers went); the outputs decide."""
+    sizes = {shape[0] for key, shape in shapes.items() if ROTARY_BUFFER.search(key) and len(shape) == 1}
+    if len(sizes) != 1:
+        return []
+    rotated = 2 * sizes.pop()
+    return [{"op": "interleave" if forward else "deinterleave", "key": renames.get(key, key), "chunks": 2,
+             "groups": shape[0] // rotated}
+            for key, shape in sorted(shapes.items())
+            if QUERY_KEY.search(key) and len(shape) == 2 and rotated and shape[0] % rotated == 0]
+
+
+def forward_in_time(producer: str, consumer: str) -> bool:
+    """Whether the consumer is the newer release (an unreleased version, not a release number, is)."""
+    try:
+        return _version(producer) < _version(consumer)
+    except InvalidVersion:
+        return True
+
+
+def feature_switches(producer: dict, consumer: dict, config: dict) -> dict:
+    """New boolean constructor arguments (the consumer's release has them, the producer's did not) about a feature
+    the config turns on (a word of their name in the name of an argument the config sets true), set against their
+    default, as nested ``consumer_args``: x-transformers 1.20.0 stopped rotating the values with the rotary
+    embedding and added ``rotary_embed_values``, off. A guess like any candidate: the outputs decide."""
+    if not producer:
+        return {}
+    features = set().union(*(words(path) for path, value in flat_arguments({"consumer_args": config}).items()
+                             if value is True))
+    return nested({path: not value for path, value in consumer.items()
+                   if isinstance(value, bool) and path not in producer and not is_set(config, path)
+                   and words(path.rsplit(".", 1)[-1]) & features})
+
+
+def one_by_one(arguments: dict) -> list[dict]:
+    """Nested ``consumer_args``, one argument each."""
+    return [nested({path: value}) for path, value in flat_arguments({"consumer_args": arguments}).items()]
 
 
 def keys_fit(finding: dict) -> bool:

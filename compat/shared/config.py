@@ -3,7 +3,11 @@ either side: standard library only."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
+
+# words that name where something sits in a model, not what it is
+PLACES = frozenset({"weight", "bias", "layers", "layer", "attn", "ff", "net", "to", "proj", "wrapper"})
 
 
 def merge_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -41,3 +45,9 @@ def nested(values: dict) -> dict:
         else:
             level[name] = value
     return tree
+
+
+def words(name: str) -> set[str]:
+    """The words of a key or an argument's name (``rotary_pos_emb.inv_freq``: rotary, pos, emb, inv, freq), without
+    indices and words of place: how an argument and a tensor, or two arguments, are said to be about one thing."""
+    return {word for word in re.split(r"[._]", name.lower()) if word and not word.isdigit()} - PLACES

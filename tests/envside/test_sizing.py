@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from compat.envside.sizing import sizing_arguments, words
+from compat.envside.sizing import sizing_arguments
+from compat.shared.config import words
 
 ROTARY = {"key": "attn_layers.rotary_pos_emb.inv_freq", "producer": [16], "consumer": [8]}
 

@@ -5,15 +5,19 @@ from hypothesis import strategies as st
 
 from compat.host.search import (
     candidate,
+    feature_switches,
     flipped_switches,
+    forward_in_time,
     inherited_arguments,
     inherited_defaults,
     invented_tensors,
     lost_tensors,
     neutral_value,
-    offset_steps,
     new_arguments,
+    offset_steps,
+    one_by_one,
     releases_between,
+    rotary_steps,
     rule_lines,
     rule_summary,
 )
@@ -61,6 +65,30 @@ def test_a_key_whose_size_an_argument_sets_is_built_at_the_producers_size_and_th
     rule = candidate(finding)
     assert rule == {"steps": [{"op": "transpose", "key": "a"}],
                     "consumer_args": {"layers": {"rotary_emb_dim": 32}}}
+
+
+def test_rotary_pairs_are_moved_in_whole_heads_of_the_query_and_key_rows_and_nowhere_else():
+    shapes = {"enc.rotary_pos_emb.inv_freq": [8], "enc.layers.0.to_q.weight": [64, 32],
+              "enc.layers.0.to_k.weight": [64, 32], "enc.layers.0.to_v.weight": [64, 32],
+              "enc.odd.to_q.weight": [24, 8]}
+    steps = rotary_steps(shapes, {"enc.layers.0.to_q.weight": "enc.layers.0.attn.to_q.weight"}, forward=False)
+    assert steps == [{"op": "deinterleave", "key": "enc.layers.0.to_k.weight", "chunks": 2, "groups": 4},
+                     {"op": "deinterleave", "key": "enc.layers.0.attn.to_q.weight", "chunks": 2, "groups": 4}]
+    assert rotary_steps({k: v for k, v in shapes.items() if "inv_freq" not in k}, {}, True) == []
+    assert forward_in_time("1.30.0", "1.30.1") and not forward_in_time("1.30.1", "1.30.0")
+    assert forward_in_time("1.30.1", "git:main")
+
+
+def test_a_new_switch_is_flipped_only_where_it_is_about_a_feature_the_config_turns_on():
+    producer = {"layers.rotary_pos_emb": False, "layers.dim_head": 64}
+    consumer = dict(producer, **{"layers.rotary_embed_values": False, "layers.sandwich_norm": False,
+                                 "layers.rotary_interpolation_factor": 1.0})
+    config = {"layers": {"rotary_pos_emb": True, "dim": 32}}
+    assert feature_switches(producer, consumer, config) == {"layers": {"rotary_embed_values": True}}
+    assert feature_switches(producer, consumer, {"layers": {"rotary_pos_emb": False}}) == {}
+    assert feature_switches({}, consumer, config) == {}  # a producer that recorded nothing: no evidence
+    assert one_by_one({"layers": {"a": True, "b": False}, "wrapper": {"c": True}}) == [
+        {"layers": {"a": True}}, {"layers": {"b": False}}, {"wrapper": {"c": True}}]
 
 
 def test_nothing_to_try_when_the_keys_fit_or_the_shapes_were_not_recorded():

@@ -43,6 +43,17 @@ def run_matrix(path: Path, cache_dir: Path, **options):
     return session, {r.cell.id: r for r in results}
 
 
+PACKAGING_PIN = "    pins: [{versions: '>=1.12.0', requirements: [packaging], why: imported but undeclared}]\n"
+
+
+def run_fresh(tmp_path: Path, cache_dir: Path, recipe: str, versions: list[str]):
+    """The cells of one recipe between ``versions``, from a fresh copy of the x-transformers recipes (so they run)."""
+    fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
+    path = tmp_path / "m.yaml"
+    path.write_text(matrix_text(fixtures, [recipe], versions, extra=PACKAGING_PIN))
+    return run_matrix(path, cache_dir)
+
+
 @pytest.fixture(scope="module")
 def three_releases(tmp_path_factory, cache_dir):
     folder = tmp_path_factory.mktemp("three")
@@ -328,11 +339,7 @@ def test_a_changed_constructor_default_is_found_and_passed_explicitly(tmp_path, 
     """x-transformers 1.31.2 turned ``norm_add_unit_offset`` on by default: a 1.31.1 checkpoint loads in 1.31.3
     without a word and computes something else. The consumer reads both releases' defaults, the search passes the
     producer's value, and the outputs then agree bit for bit; without the search the cell says which default moved."""
-    fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
-    path = tmp_path / "m.yaml"
-    path.write_text(matrix_text(fixtures, ["decoder"], ["1.31.1", "1.31.3"], extra=(
-        "    pins: [{versions: '>=1.12.0', requirements: [packaging], why: imported but undeclared}]\n")))
-    session, results = run_matrix(path, cache_dir)
+    session, results = run_fresh(tmp_path, cache_dir, "decoder", ["1.31.1", "1.31.3"])
     cell = results["x-transformers/decoder/1.31.1->1.31.3"]
     assert cell.verdict == "converted" and "bitwise equal" in cell.summary, cell.summary
     assert cell.finding["rule"] == {"consumer_args": {"layers": {"norm_add_unit_offset": False}}}
@@ -359,6 +366,29 @@ def test_a_tensor_an_argument_sizes_is_built_at_the_producers_size(tmp_path, cac
     assert forward.finding["rule"] == {"consumer_args": {"layers": {"rotary_emb_dim": 32}}}
     back = results["x-transformers/rotary/1.42.18->1.42.17"]
     assert back.verdict == "incompatible" and "inv_freq" in back.summary, back.summary
+
+
+def test_rotary_pairs_that_moved_are_a_permutation_of_query_and_key_rows(tmp_path, cache_dir):
+    """x-transformers 1.30.1 pairs each head's rotary dimensions as (2i, 2i + 1) where 1.30.0 paired (i, i + n/2):
+    same keys, other outputs. The second candidate interleaves the rows of every query and key projection per head
+    (deinterleaves them the other way); the attention is then the same up to the order of a sum."""
+    _, results = run_fresh(tmp_path, cache_dir, "rotary", ["1.30.0", "1.30.1"])
+    for producer, consumer, op in (("1.30.0", "1.30.1", "interleave"), ("1.30.1", "1.30.0", "deinterleave")):
+        cell = results[f"x-transformers/rotary/{producer}->{consumer}"]
+        assert cell.verdict == "converted" and "within tolerance" in cell.summary, cell.summary
+        steps = cell.finding["rule"]["steps"]
+        assert len(steps) == 4 and {step["op"] for step in steps} == {op}, steps  # q and k of two layers
+        assert cell.finding["search"]["before"].startswith("logits:"), cell.finding["search"]
+
+
+def test_a_new_switch_about_a_feature_the_model_uses_is_tried_against_its_default(tmp_path, cache_dir):
+    """x-transformers 1.20.0 stopped rotating the values with the rotary embedding and added ``rotary_embed_values``,
+    off: a 1.19.1 rotary model loads in 1.20.0 and computes something else. The switch shares a word with the
+    config's ``rotary_pos_emb: true``; on, the outputs agree bit for bit."""
+    _, results = run_fresh(tmp_path, cache_dir, "rotary", ["1.19.1", "1.20.0"])
+    cell = results["x-transformers/rotary/1.19.1->1.20.0"]
+    assert cell.verdict == "converted" and "bitwise equal" in cell.summary, cell.summary
+    assert cell.finding["rule"]["consumer_args"] == {"layers": {"attn_rotary_embed_values": True}}, cell.finding["rule"]
 
 
 def test_a_resumed_run_waits_for_the_releases_between_before_it_decides_a_cells_conversion(tmp_path, cache_dir):

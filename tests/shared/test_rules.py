@@ -95,6 +95,7 @@ STEPS = st.sampled_from([
     {"op": "permute_chunks", "key": "w", "order": [2, 0, 1, 3]},
     {"op": "interleave", "key": "w", "chunks": 3},
     {"op": "deinterleave", "key": "w", "chunks": 4},
+    {"op": "interleave", "key": "w", "chunks": 2, "groups": 3},
     {"op": "reshape", "key": "w", "shape": [3, 8, 2], "from": [12, 4]},
     {"op": "cast", "key": "w", "dtype": "I64", "from": "I32"},
     {"op": "add_constant", "key": "w", "value": 5},
@@ -123,6 +124,21 @@ def test_a_rule_set_then_its_inverse_is_the_identity(steps):
     restored = dict(zip([n for n, _, _ in back.layout], back.tensors()))
     assert [(n, d, tuple(s)) for n, d, s in back.layout] == layout
     assert all(restored[name] == array.tobytes() for name, array in state.items())
+
+
+def test_deinterleave_by_head_is_the_rotary_permutation_of_transformers_llama_converter():
+    """``permute(w, n_heads, dim1, dim2)`` in transformers' convert_llama_weights_to_hf: pairs (2i, 2i+1) of each
+    head's q/k rows (Meta's rotary) become pairs (i, i + n/2) (transformers'); interleave is the way back."""
+    heads, head_dim, width = 3, 8, 5
+    w = np.arange(heads * head_dim * width, dtype=np.int32).reshape(heads * head_dim, width)
+    hf = w.reshape(heads, head_dim // 2, 2, width).transpose(0, 2, 1, 3).reshape(heads * head_dim, width)
+    layout = [("q", "I32", w.shape)]
+    done = RuleSet([{"op": "deinterleave", "key": "q", "chunks": 2, "groups": heads}]).apply(
+        layout, lambda name: w.tobytes())
+    assert next(done.tensors()) == hf.tobytes()
+    back = RuleSet([{"op": "interleave", "key": "q", "chunks": 2, "groups": heads}]).apply(
+        layout, lambda name: hf.tobytes())
+    assert next(back.tensors()) == w.tobytes()
 
 
 def test_lossy_steps_are_reported(tmp_path):

@@ -128,8 +128,10 @@ class SwapHalves(PermuteChunks):
 
 
 class Interleave(TensorOp):
-    """[c0; c1; ...] along ``dim`` -> rows c0[0], c1[0], ..., c0[1], c1[1], ..."""
-    name, required, optional = "interleave", {"key": NAME, "chunks": CHUNKS}, {"dim": DIM}
+    """[c0; c1; ...] along ``dim`` -> rows c0[0], c1[0], ..., c0[1], c1[1], ...; with ``groups``, within each of that
+    many equal blocks (one per attention head: rotary embeddings that pair dimension i with i + n/2 against ones that
+    pair 2i with 2i + 1, the permutation transformers' Llama converter applies to q and k)."""
+    name, required, optional = "interleave", {"key": NAME, "chunks": CHUNKS}, {"dim": DIM, "groups": CHUNKS}
 
     def inverse(self) -> Op:
         return Deinterleave(self.fields)
@@ -140,10 +142,14 @@ class Interleave(TensorOp):
         return stacked.reshape(array.shape)
 
     def transform(self, source: Lazy, conversion: Conversion, where: str) -> Lazy:
-        dim, chunks = self.dim_of(source, where), self.fields["chunks"]
-        if source.shape[dim] % chunks:
-            raise RuleError(f"{where}: dim {dim} of {list(source.shape)} is not a multiple of {chunks}")
-        return Lazy(source.dtype, source.shape, lambda: self.rearrange(source.compute(), chunks, dim))
+        dim, chunks, groups = self.dim_of(source, where), self.fields["chunks"], self.fields.get("groups", 1)
+        if source.shape[dim] % (chunks * groups):
+            raise RuleError(f"{where}: dim {dim} of {list(source.shape)} is not a multiple of {chunks * groups}")
+
+        def rearranged() -> np.ndarray:
+            blocks = np.split(source.compute(), groups, axis=dim)
+            return np.concatenate([self.rearrange(block, chunks, dim) for block in blocks], axis=dim)
+        return Lazy(source.dtype, source.shape, rearranged)
 
 
 class Deinterleave(Interleave):
