@@ -20,8 +20,8 @@ from compat.shared.config import is_set, words
 def sizing_arguments(reshaped: list[dict], defaults: Mapping[str, Any], config: Mapping[str, Any],
                      shapes_with: Callable[[dict], dict[str, list[int]] | None]) -> dict[str, dict]:
     """``{key: {"path": dotted argument, "value": size}}`` for each reshaped key (``{"key", "producer",
-    "consumer"}``) an argument sizes back to the producer's shape; ``shapes_with(path, value)`` builds the model with
-    one argument set and returns its state dict's shapes (None where this release refuses the value)."""
+    "consumer"}``) an argument sizes back to the producer's shape; ``shapes_with({path: value})`` builds the model
+    with that argument set and returns its state dict's shapes (None where this release refuses the value)."""
     found = {}
     for change in reshaped:
         key, wanted = change["key"], list(change["producer"])

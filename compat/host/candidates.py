@@ -152,8 +152,7 @@ class Candidates:
     def _recorded(self, library: str, version: str, recipe: str) -> dict | None:
         """What a release's artifact recorded for the search: its constructor ``defaults``, its ``config``, its
         initial ``constants`` ({} where it has none) and its tensors' ``shapes``, or None while it has no artifact
-        (not remembered: it may be
-        produced later in the run)."""
+        (not remembered: it may be produced later in the run)."""
         key = (library, version, recipe)
         if key not in self._manifests:
             try:

@@ -84,7 +84,7 @@ def write_upgraded(checkpoint: UserCheckpoint, result: CellResult, out: Path, ac
              PREFIX + "config": json.dumps(config, sort_keys=True),
              PREFIX + "upgraded_from": f"{checkpoint.saved_with} ({checkpoint.path.name})",
              PREFIX + "rules": json.dumps(rules.to_data(), sort_keys=True)}
-    if checkpoint.is_adapter:
+    if checkpoint.form == "adapter":
         write_adapter(checkpoint.path, rules, out, stamp)
     elif checkpoint.form == "pretrained":  # the library's own loader read it as it is: the same files, stamped
         write_model(checkpoint.path, out, stamp)

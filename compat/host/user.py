@@ -32,8 +32,9 @@ from compat.shared.stamp import read_stamp
 @dataclass
 class UserCheckpoint:
     """A user's own checkpoint and what loading it needs: the library, the constructor arguments, the release it
-    was saved with (a selector naming one release). ``path`` is a safetensors file (a pickle is converted first), or
-    a peft adapter's folder (``config``: its base layers, ``compat.host.user_adapter``)."""
+    was saved with (a selector naming one release). ``path`` is a safetensors file (a pickle is converted first), a
+    peft adapter's folder (``config``: its base layers, ``compat.host.user_adapter``) or a diffusers model's folder
+    (``config``: its class and config.json, ``compat.host.user_model``); ``form`` says which."""
 
     path: Path
     library: str
@@ -41,15 +42,11 @@ class UserCheckpoint:
     saved_with: str
     form: str = "state-dict"  # or "adapter" (a peft adapter folder), "pretrained" (a diffusers model folder)
 
-    @property
-    def is_adapter(self) -> bool:
-        return self.form == "adapter"
-
     def files(self) -> list[Path]:
         """The files that are the checkpoint (an adapter is its config and its tensors)."""
         if self.form == "pretrained":
             return model_files(self.path)
-        return [self.path / CONFIG_FILE, self.path / WEIGHTS_FILE] if self.is_adapter else [self.path]
+        return [self.path / CONFIG_FILE, self.path / WEIGHTS_FILE] if self.form == "adapter" else [self.path]
 
 
 def read_constructor_arguments(path: Path) -> dict:

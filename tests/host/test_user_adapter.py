@@ -55,5 +55,6 @@ def test_a_pickled_adapter_is_read_only_when_allowed_and_then_as_safetensors(tmp
     with pytest.raises(CompatError, match="adapter_model.bin: a pickle; pass --allow-pickle"):
         user_checkpoint(folder, saved_with="0.4.0")
     read = user_checkpoint(folder, saved_with="0.4.0", allow_pickle=True)
-    assert read.is_adapter and read.path != folder.resolve() and (read.path / "adapter_model.safetensors").is_file()
+    assert read.form == "adapter" and read.path != folder.resolve()
+    assert (read.path / "adapter_model.safetensors").is_file()
     assert read.config == {"peft_type": "LORA", "layers": {"fc1": [32, 64]}}

@@ -160,8 +160,12 @@ class AdapterRecipe(AdapterKind):
                     from exc
             raise
 
+    def config_class(self):
+        """This release's config class for the recipe's adapter (``NotApplicable`` where it cannot make it)."""
+        return type(self.adapter_config())
+
     def available(self) -> None:
-        self.adapter_config()
+        self.config_class()
 
     def attach(self, base: torch.nn.Module) -> torch.nn.Module:
         import peft
@@ -183,7 +187,7 @@ class AdapterRecipe(AdapterKind):
 
     def saved_fields(self, model: torch.nn.Module, folder: Path) -> dict:
         return {"adapter_config": json.loads((folder / "adapter" / "adapter_config.json").read_text()),
-                "config_defaults": config_defaults(type(self.adapter_config()))}
+                "config_defaults": config_defaults(self.config_class())}
 
     def load(self, base: torch.nn.Module, folder: Path) -> torch.nn.Module:
         import peft
