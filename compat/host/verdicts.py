@@ -73,8 +73,7 @@ def judge(finding: dict, recipe: RecipeSpec, known_break: KnownBreak | None,
         else:
             tried["summary"] = (settled or under_rule)[1]
             shown = dict(finding, search=tried)
-            if settled:
-                summary += f"; {settled[0]} with the conversion the search found ({rule_summary(tried['rule'] or {})})"
+            summary += searched_account(settled, under_rule, tried["rule"] or {})
     if known_break is None:
         return Judgement(underlying, underlying, summary, finding=shown)
     if underlying in BAD:
@@ -95,6 +94,17 @@ def best_searched(findings: list[dict | None], recipe: RecipeSpec) -> dict | Non
     if lossy:
         return min(lossy, key=lambda finding: worst_max_abs(finding.get("outputs") or {}))
     return found[0] if found else None
+
+
+def searched_account(settled: tuple[str, str] | None, under_rule: tuple[str, str], rule: dict) -> str:
+    """What the search's best conversion did, for the summary of a cell it did not decide: a user reading a red
+    cell learns whether a conversion exists, and if one loads, how far apart the outputs still are."""
+    if settled:
+        return f"; {settled[0]} with the conversion the search found ({rule_summary(rule)})"
+    if under_rule[0] == "diverged":
+        return f"; the best conversion the search found ({rule_summary(rule)}) loads, the outputs still differ: " \
+               f"{under_rule[1]}"
+    return f"; the conversion the search tried ({rule_summary(rule)}) does not load either"
 
 
 def settle(searched: dict, under_rule: tuple[str, str]) -> tuple[str, str] | None:

@@ -182,6 +182,16 @@ def test_a_conversion_that_lost_nothing_but_disagrees_settles_nothing():
     judged = judge(REFUSED, RECIPE, None, searched)
     assert judged.verdict == "incompatible"
     assert judged.finding["search"]["verdict"] == "diverged" and "max abs 0.5" in judged.finding["search"]["summary"]
+    assert judged.summary.startswith("1 missing, 2 unexpected")  # the plain load, then what the search found
+    assert "; the best conversion the search found (1 rename) loads, the outputs still differ: " in judged.summary
+    assert "max abs 0.5" in judged.summary
+
+
+def test_a_conversion_that_does_not_load_either_is_said_so():
+    searched = dict(REFUSED, rule={"rename": {"b.weight": "b.gamma"}})
+    judged = judge(REFUSED, RECIPE, None, searched)
+    assert judged.verdict == "incompatible"
+    assert judged.summary.endswith("; the conversion the search tried (1 rename) does not load either")
 
 
 def test_a_declared_break_that_a_searched_conversion_heals_is_stale():
