@@ -269,13 +269,14 @@ def invented_tensors(rule: dict | None) -> list[str]:
 
 
 def rule_lines(rule: dict) -> list[str]:
-    """A rule set in lines a person reads: each rename, then each step."""
+    """A rule set in lines a person reads: each rename, each step, then each setting of ``consumer_args`` (a model's
+    constructor argument or an adapter config's field: ``set`` says both)."""
     lines = [f"rename {old} -> {new}" for old, new in (rule.get("rename") or {}).items()]
     lines += [f"rename /{item['pattern']}/ -> {item['replacement']}" for item in rule.get("rename_patterns") or []]
     for step in rule.get("steps") or []:
         detail = ", ".join(f"{k} {v}" for k, v in step.items() if k not in ("op", "key", "shape", "dtype", "from"))
         lines.append(f"{step['op']} {step.get('key', '')}{' (' + detail + ')' if detail else ''}".strip())
-    lines += [f"constructor argument {name}={value!r}" for name, value in flat_arguments(rule).items()]
+    lines += [f"set {name}={value!r}" for name, value in flat_arguments(rule).items()]
     return lines
 
 
@@ -294,11 +295,11 @@ def flat_arguments(rule: dict) -> dict:
 
 
 def rule_summary(rule: dict) -> str:
-    """``10 renames, 6 drops``: what a rule set does, counted by op."""
+    """``10 renames, 6 drops, 1 setting``: what a rule set does, counted by op (settings: its ``consumer_args``)."""
     counts = {"rename": len(rule.get("rename") or {}) + len(rule.get("rename_patterns") or [])}
     for step in rule.get("steps") or []:
         counts[step["op"]] = counts.get(step["op"], 0) + 1
-    counts["constructor argument"] = len(flat_arguments(rule))
+    counts["setting"] = len(flat_arguments(rule))
     return ", ".join(f"{n} {op}{'s' if n != 1 else ''}" for op, n in counts.items() if n) or "nothing"
 
 

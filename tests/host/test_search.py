@@ -107,7 +107,7 @@ def test_rule_lines_say_each_step():
                                                         {"op": "add", "key": "d", "shape": [2], "dtype": "F32",
                                                          "value": 1.0}],
                         "consumer_args": {"x": 1}})
-    assert lines == ["rename a -> b", "drop c", "add d (value 1.0)", "constructor argument x=1"]
+    assert lines == ["rename a -> b", "drop c", "add d (value 1.0)", "set x=1"]
 
 
 names = st.lists(st.from_regex(r"[a-z]{1,3}(\.[a-z0-9]{1,3}){0,3}", fullmatch=True), min_size=1, max_size=8,
@@ -142,9 +142,9 @@ def test_a_changed_default_is_passed_with_the_producers_value_when_the_outputs_d
               "outputs": {"logits": {"bitwise": False, "max_abs": 2.0}}}
     rule = candidate(differ)
     assert rule == {"consumer_args": {"layers": {"norm_add_unit_offset": False}, "wrapper": {"emb_dropout": 0.0}}}
-    assert rule_lines(rule) == ["constructor argument layers.norm_add_unit_offset=False",
-                                "constructor argument wrapper.emb_dropout=0.0"]
-    assert rule_summary(rule) == "2 constructor arguments"
+    assert rule_lines(rule) == ["set layers.norm_add_unit_offset=False",
+                                "set wrapper.emb_dropout=0.0"]
+    assert rule_summary(rule) == "2 settings"
     agree = dict(differ, outputs={"logits": {"bitwise": True}})
     assert candidate(agree) is None, "outputs that agree need no search"
     assert candidate(dict(differ, defaults_changed={})) is None

@@ -242,7 +242,7 @@ def test_an_upgrade_across_a_changed_default_passes_the_old_value_and_the_stamp_
     done = compat("upgrade", stamped, "--to", "1.31.3", "-o", out, f"--cache-dir={cache_dir}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1.31.1 -> 1.31.3: converted" in done.stdout
-    assert "constructor argument attn_layers.norm_add_unit_offset=False" in done.stdout
+    assert "set attn_layers.norm_add_unit_offset=False" in done.stdout
     config = read_stamp(out)["config"]
     assert config["attn_layers"]["norm_add_unit_offset"] is False
     assert load_by_hand("1.31.3", out, config, cache_dir) == original
@@ -269,7 +269,7 @@ def test_an_upgrade_from_before_an_argument_existed_takes_its_first_value_from_t
     done = compat("upgrade", stamped, "--to", "1.31.3", "-o", out, "--matrix", matrix, f"--cache-dir={cache_dir}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1.27.0 -> 1.31.3: converted" in done.stdout, done.stdout
-    assert "constructor argument attn_layers.norm_add_unit_offset=False" in done.stdout
+    assert "set attn_layers.norm_add_unit_offset=False" in done.stdout
     assert "1.27.0 -> 1.31.1" not in done.stdout, "a release between is evidence, not a target"
     assert "add_constant" not in done.stdout
     config = read_stamp(out)["config"]
