@@ -35,8 +35,9 @@ __all__ = ["AdapterKind", "AdapterRecipe", "ConversionRecipe", "FileRecipe", "No
 def load_recipes(module_path: str, user: dict | None = None) -> dict[str, Recipe]:
     """Import a fixtures module by file path and return its ``RECIPES``.
 
-    ``user`` (``{"name", "config"}``) adds a recipe for a user's own model, built by the module's
-    ``recipe_from_config(config)`` from the constructor arguments the user gave.
+    ``user`` (``{"name", "config", "kind"}``) adds a recipe for a user's own model, built by the module's
+    ``recipe_from_config(config)`` from the constructor arguments the user gave (``kind``: the checkpoint's form, said
+    by a recipe the module cannot make).
     """
     module = _import(module_path)
     recipes = dict(module.RECIPES)
@@ -46,18 +47,17 @@ def load_recipes(module_path: str, user: dict | None = None) -> dict[str, Recipe
                 raise NotApplicable(f"{module_path} cannot build a model from a user's config (no recipe_from_config)")
             recipes[user["name"]] = module.recipe_from_config(user["config"])
         except Exception as exc:  # noqa: BLE001 - said once, per cell, not as the worker's traceback
-            recipes[user["name"]] = Unbuildable(user["name"], describe(exc))
+            recipes[user["name"]] = Unbuildable(user["name"], describe(exc), user.get("kind", "state-dict"))
     return recipes
 
 
 class Unbuildable(Recipe):
-    """A user's recipe the fixtures module cannot make from the user's config: every cell says why."""
+    """A user's recipe the fixtures module cannot make from the user's config: every cell says why, under the kind of
+    the user's checkpoint."""
 
-    kind = "state-dict"
-
-    def __init__(self, name: str, reason: str):
+    def __init__(self, name: str, reason: str, kind: str):
         super().__init__(name, {})
-        self.reason = reason
+        self.reason, self.kind = reason, kind
 
     def produce(self, folder: Path, checkpoint: str | None):
         raise NotApplicable(self.reason)

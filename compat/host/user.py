@@ -149,7 +149,7 @@ def user_library(matrix: Matrix, checkpoint: UserCheckpoint) -> tuple[LibrarySpe
     recipe = f"user-{digest.hexdigest()[:12]}"
     library = dataclasses.replace(library, recipes={recipe: RecipeSpec(recipe, Tolerance(**DEFAULT_TOLERANCE))},
                                   known_breaks=())
-    user = {"name": recipe, "config": checkpoint.config, "checkpoint": str(checkpoint.path)}
+    user = {"name": recipe, "config": checkpoint.config, "checkpoint": str(checkpoint.path), "kind": checkpoint.form}
     return library, dataclasses.replace(matrix, libraries={library.name: library}), recipe, user
 
 

@@ -153,7 +153,8 @@ def test_a_users_config_the_fixtures_cannot_make_is_one_reason_per_cell_not_a_wo
 
     fixtures = tmp_path / "lib.py"
     fixtures.write_text("RECIPES = {}\n\ndef recipe_from_config(config):\n    raise KeyError('attn_layers')\n")
-    recipes = load_recipes(str(fixtures), {"name": "user-1", "config": {}})
+    recipes = load_recipes(str(fixtures), {"name": "user-1", "config": {}, "kind": "adapter"})
+    assert recipes["user-1"].kind == "adapter"  # the user's checkpoint's kind, whatever the module makes
     with pytest.raises(NotApplicable, match="KeyError: 'attn_layers'"):
         recipes["user-1"].produce(tmp_path, None)
     fixtures.write_text("RECIPES = {}\n")
