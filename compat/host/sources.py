@@ -84,8 +84,14 @@ def resolve_source(selector: VersionSelector, package: str, store: Store, index:
 
 
 def _from_git(selector: VersionSelector, package: str, store: Store, index: IndexSettings, uv: str) -> Source:
+    """The wheel of a git ref: from the store when the ref's commit (asked of the remote, no clone) was built before,
+    else cloned and built. Every plan resolution asks, so a matrix naming a branch costs one ``git ls-remote``."""
     ref = selector.ref or "HEAD"
     location = f"{selector.value}@{ref}"
+    commit = remote_commit(selector.value, ref)
+    if commit and (store.source(f"git-{commit}") / "source.json").is_file():
+        built = _built("git", location, Path(), _ref_tag(ref, commit), f"git-{commit}", package, store, index, uv)
+        return Source(built.kind, built.location, built.version, built.digest, built.wheel, built.problem, commit)
     with tempfile.TemporaryDirectory(prefix="compat-git-") as scratch:
         checkout = Path(scratch) / "checkout"
         for step, args in (("clone", ["clone", "--quiet", "--no-checkout", selector.value, str(checkout)]),
@@ -98,6 +104,22 @@ def _from_git(selector: VersionSelector, package: str, store: Store, index: Inde
                                 text=True).stdout.strip()
         built = _built("git", location, checkout, _ref_tag(ref, commit), f"git-{commit}", package, store, index, uv)
     return Source(built.kind, built.location, built.version, built.digest, built.wheel, built.problem, commit)
+
+
+def remote_commit(url: str, ref: str) -> str:
+    """The commit a ref names, without a clone: a full commit is itself; a branch, a tag (the commit it points to) or
+    HEAD is asked of the remote. "" when that does not say exactly one (a short commit, an unknown ref, no network):
+    the caller clones."""
+    if re.fullmatch(r"[0-9a-f]{40}", ref):
+        return ref
+    done = subprocess.run(["git", "ls-remote", url, ref, f"{ref}^{{}}"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return ""
+    found = dict(reversed(line.split("\t", 1)) for line in done.stdout.splitlines() if "\t" in line)
+    for name in (f"refs/tags/{ref}^{{}}", f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+        if name in found:
+            return found[name]
+    return ""
 
 
 def _built(kind: str, location: str, source: Path, tag: str, digest: str, package: str, store: Store,

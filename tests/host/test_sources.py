@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from compat.host.matrix import VersionSelector
 from compat.host.matrix_file import load_matrix
-from compat.host.sources import _label, _ref_tag, tree_digest
+from compat.host.pipconfig import IndexSettings
+from compat.host.sources import _label, _ref_tag, remote_commit, resolve_source, tree_digest
+from compat.host.store import Store
 from compat.shared.errors import MatrixError
 
 MATRIX = """\
@@ -74,3 +81,50 @@ def test_a_trees_digest_follows_its_files_not_its_caches(tmp_path):
     (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
     (tmp_path / "pkg" / "b.py").write_text("")
     assert tree_digest(tmp_path) != first
+
+
+def git_repository(folder):
+    """A real repository with one commit on main, tagged v1 (annotated), and a second commit."""
+    git = ["git", "-C", str(folder), "-c", "user.name=compat", "-c", "user.email=compat@example.org"]
+    subprocess.run(["git", "init", "--quiet", "--initial-branch", "main", str(folder)], check=True)
+    commits = []
+    for text in ("one", "two"):
+        (folder / "a.txt").write_text(text)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "--quiet", "-m", text], check=True)
+        commits.append(subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                      check=True).stdout.strip())
+        if text == "one":
+            subprocess.run([*git, "tag", "-a", "v1", "-m", "v1"], check=True)
+    return commits
+
+
+def test_the_commit_a_ref_names_is_asked_of_the_remote(tmp_path):
+    one, two = git_repository(tmp_path / "repo")
+    url = str(tmp_path / "repo")
+    assert remote_commit(url, "main") == remote_commit(url, "HEAD") == two
+    assert remote_commit(url, "v1") == one  # the commit an annotated tag points to, not the tag object
+    assert remote_commit(url, one) == one
+    assert remote_commit(url, one[:7]) == "" and remote_commit(url, "no-such-branch") == ""  # cloned instead
+    assert remote_commit(str(tmp_path / "nowhere"), "main") == ""
+
+
+def test_a_git_ref_built_before_is_taken_from_the_store_without_a_clone(tmp_path, monkeypatch):
+    _, two = git_repository(tmp_path / "repo")
+    store = Store(tmp_path / "cache")
+    folder = store.source(f"git-{two}")
+    folder.mkdir(parents=True)
+    (folder / "pkg-1.0-py3-none-any.whl").write_bytes(b"")
+    (folder / "source.json").write_text(json.dumps({"wheel": "pkg-1.0-py3-none-any.whl", "location": "repo@main"}))
+    shim, log = tmp_path / "bin", tmp_path / "git.log"  # the real git, each subcommand logged
+    shim.mkdir()
+    real = subprocess.run(["which", "git"], capture_output=True, text=True, check=True).stdout.strip()
+    (shim / "git").write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec {real} "$@"\n')
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+
+    source = resolve_source(VersionSelector("git", str(tmp_path / "repo"), ref="main"), "pkg", store,
+                            IndexSettings(), "uv")
+    assert (source.version, source.commit, source.problem) == (f"1.0+main.{two[:7]}", two, "")
+    assert source.wheel == str(folder / "pkg-1.0-py3-none-any.whl")
+    assert log.read_text().split() == ["ls-remote"]
