@@ -204,9 +204,9 @@ def _check(args: argparse.Namespace) -> int:
             for old, new in probable_renames(result.finding.get("keys", {}))[:10]:
                 print(f"    probable rename: {old} -> {new}")
         tried = result.finding.get("search") or {}
-        if tried.get("summary"):
-            print(f"    the conversion the search tried ({', '.join(rule_lines(tried['rule'] or {})[:3])} ...) "
-                  f"settled nothing: {tried['summary']}")
+        if tried.get("summary"):  # the summary says how it ended; these are its first steps
+            steps = rule_lines(tried["rule"] or {})
+            print(f"    the search tried: {'; '.join(steps[:3])}{' ...' if len(steps) > 3 else ''}")
     if args.rules_out:
         for path in write_rule_files(args.rules_out, results[0].cell.producer, rules):
             print(f"compat: rules written to {path} (read by compat convert --rules)")
