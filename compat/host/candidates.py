@@ -71,7 +71,9 @@ class Candidates:
         first plus offsets and switches, where that finding has the keys fitting and the outputs apart; and where
         the producer has a rotary embedding, the same with the query and key rows permuted (both are tried: the
         permutation is right only where the two releases pair the rotary dimensions differently); where several
-        switches are new, each alone too, once those are checked (``_third``)."""
+        switches are new, each alone too, once those are checked (``_third``). Where the consumer could not even be
+        built with the first one's arguments, each of them left out in turn, judged by the plain finding
+        (``search.without_argument``)."""
         if cell in self._retries:
             return self._retries[cell] + self._third(cell, self._retries[cell])
         first, lacking = self.rule(cell)
@@ -80,29 +82,44 @@ class Candidates:
         finding = self.results.get(cell.library, self._path_for(cell, first or self._rule_for(cell)))
         if finding is None:
             return []  # not checked yet
+        bases = [(first, finding)]
+        if first and search.build_refused(finding):  # x-transformers 1.31.0-1.31.1 fail on norm_add_unit_offset=True
+            plain = self.results.get(cell.library, self._path_for(cell, self._rule_for(cell)))
+            bases = [(search.without_argument(first, path), plain) for path in search.flat_arguments(first)]
         retries: list[dict] = []
-        if self._searchable(cell, finding) and search.keys_fit(finding) and not search.outputs_agree(finding):
+        for base, evidence in bases:
+            if evidence is None or not (self._searchable(cell, evidence) and search.keys_fit(evidence)
+                                        and not search.outputs_agree(evidence)):
+                continue
             produced = self._recorded(cell.library, cell.producer, cell.recipe)
             mine = self._recorded(cell.library, cell.consumer, cell.recipe)
             if produced is None or mine is None:
                 return []  # the consumer's own artifact is not there yet: ask again after
-            steps = [] if search.lost_tensors(finding) else search.offset_steps(first, produced["constants"],
-                                                                                 mine["constants"])
-            forward = search.forward_in_time(cell.producer, cell.consumer)
-            switches = search.flipped_switches(finding)
-            if forward:  # arguments an older consumer has and the producer lacks were removed, not added
-                switches = merge_config(switches, search.feature_switches(produced["defaults"], mine["defaults"],
-                                                                          produced["config"]))
-            rotary = search.rotary_steps(produced["shapes"], (first or {}).get("rename") or {}, forward)
-            if steps or switches:
-                retries.append(_extended(first, steps, switches))
-            if rotary:
-                retries.append(_extended(first, steps + rotary, switches))
-            singles = search.one_by_one(switches)
-            if len(singles) > 1:  # several new switches: one of them may be the change, the others new features
-                self._singles[cell] = [_extended(first, steps, single) for single in singles]
+            retries += self._second(cell, base, evidence, produced, mine, alone=base is not first)
         self._retries[cell] = retries
         return retries + self._third(cell, retries)
+
+    def _second(self, cell: Cell, first: dict | None, finding: dict, produced: dict, mine: dict,
+                alone: bool) -> list[dict]:
+        """The second candidates built on ``first`` (``alone``: ``first`` itself is new, so it is one of them even
+        with nothing added); each new switch alone is kept for the third stage."""
+        steps = [] if search.lost_tensors(finding) else search.offset_steps(first, produced["constants"],
+                                                                             mine["constants"])
+        forward = search.forward_in_time(cell.producer, cell.consumer)
+        switches = search.flipped_switches(finding)
+        if forward:  # arguments an older consumer has and the producer lacks were removed, not added
+            switches = merge_config(switches, search.feature_switches(produced["defaults"], mine["defaults"],
+                                                                      produced["config"]))
+        rotary = search.rotary_steps(produced["shapes"], (first or {}).get("rename") or {}, forward)
+        second = []
+        if steps or switches or (alone and first):
+            second.append(_extended(first, steps, switches))
+        if rotary:
+            second.append(_extended(first, steps + rotary, switches))
+        singles = search.one_by_one(switches)
+        if len(singles) > 1:  # several new switches: one of them may be the change, the others new features
+            self._singles.setdefault(cell, []).extend(_extended(first, steps, single) for single in singles)
+        return second
 
     def _third(self, cell: Cell, retries: list[dict]) -> list[dict]:
         """Each new switch alone, once every second candidate is checked and none of them converted exactly: most

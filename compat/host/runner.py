@@ -335,8 +335,8 @@ class Run:
     def _judge(self, cell: Cell) -> CellResult:
         library = self.plan.matrix.libraries[cell.library]
         finding = self._finding(cell)
-        searched = best_searched([self.results.get(cell.library, path) for _, path in self.searched(cell)],
-                                 library.recipes[cell.recipe])
+        searched = best_searched([_with_rule(self.results.get(cell.library, path), rule)
+                                  for rule, path in self.searched(cell)], library.recipes[cell.recipe])
         known = library.known_break(cell.recipe, cell.producer, cell.consumer)
         unreleased = (cell.library, cell.consumer) in self.plan.sources  # must read releases' files as saved
         judgement = judge(finding, library.recipes[cell.recipe], known, searched, search_decides=not unreleased)
@@ -376,3 +376,9 @@ class Run:
                 record["worker_error"] = self.worker_errors[key]
             records.setdefault(key[0], {})[key[1]] = record
         return records
+
+
+def _with_rule(finding: dict | None, rule: dict) -> dict | None:
+    """A searched finding with the rule it was checked under: a consumer that could not even be built with the rule's
+    arguments recorded none, and the cell's account must still say what was tried."""
+    return finding if finding is None or finding.get("rule") else dict(finding, rule=rule)

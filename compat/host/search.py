@@ -170,6 +170,20 @@ def one_by_one(arguments: dict) -> list[dict]:
     return [nested({path: value}) for path, value in flat_arguments({"consumer_args": arguments}).items()]
 
 
+def build_refused(finding: dict) -> bool:
+    """The consuming release could not build the model with the arguments it was given (``Broken`` in the worker)."""
+    return finding.get("status") == "broken" and str(finding.get("reason", "")).startswith("consumer cannot build")
+
+
+def without_argument(rule: dict, path: str) -> dict:
+    """``rule`` without one of its ``consumer_args`` (dotted ``path``), emptied dictionaries removed: a release may
+    fail on a value it accepts in its signature (x-transformers 1.31.0 and 1.31.1 on ``norm_add_unit_offset=True``),
+    and the other arguments may still be needed."""
+    kept = {name: value for name, value in flat_arguments(rule).items() if name != path}
+    reduced = {key: value for key, value in rule.items() if key != "consumer_args"}
+    return dict(reduced, consumer_args=nested(kept)) if kept else reduced
+
+
 def keys_fit(finding: dict) -> bool:
     """The load found every key in place with its shape (under the finding's rule, if any)."""
     keys = finding.get("keys") or {}

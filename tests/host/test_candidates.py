@@ -19,13 +19,18 @@ PRODUCER_DEFAULTS = {"dim": 8}
 CONSUMER_DEFAULTS = {"dim": 8, "rotary_embed_values": False, "rotary_xpos": False}  # two new switches about rotary
 
 
-def candidates_for(tmp_path: Path) -> tuple[Candidates, Callable[[dict | None, dict], None]]:
+def candidates_for(tmp_path: Path, constants: tuple[dict, dict] = ({}, {}), config: dict | None = None,
+                   ) -> tuple[Candidates, Callable[[dict | None, dict], None]]:
+    """Candidates for ``CELL``, its releases' artifacts recording the defaults above, the recipe's ``config`` (a
+    rotary model by default) and ``constants`` (producer's, consumer's); and a function that records a finding under
+    a rule."""
     results = ResultIndex(tmp_path / "cache")
-    for version, defaults in (("1.0.0", PRODUCER_DEFAULTS), ("2.0.0", CONSUMER_DEFAULTS)):
+    for version, defaults, initial in (("1.0.0", PRODUCER_DEFAULTS, constants[0]),
+                                       ("2.0.0", CONSUMER_DEFAULTS, constants[1])):
         folder = tmp_path / "artifacts" / version
         folder.mkdir(parents=True)
         (folder / "manifest.json").write_text(json.dumps(
-            {"defaults": defaults, "config": {"rotary_pos_emb": True}, "constants": {}, "keys": {}}))
+            {"defaults": defaults, "config": config or {"rotary_pos_emb": True}, "constants": initial, "keys": {}}))
 
     def path_for(cell: Cell, rule: dict | None) -> Path:
         return results.folder / cell.library / cell.recipe / f"{abs(hash(rule_text(rule)))}.json"
@@ -62,3 +67,26 @@ def test_each_switch_alone_is_tried_only_after_all_of_them_together_failed(tmp_p
     else:
         assert sorted(json.dumps(switches(rule), sort_keys=True) for rule in third) == [
             '{"rotary_embed_values": true}', '{"rotary_xpos": true}']
+
+
+def test_arguments_the_consumer_cannot_be_built_with_are_left_out_one_at_a_time(tmp_path):
+    """x-transformers 1.31.1 fails to build with norm_add_unit_offset=True, the value a 1.42 checkpoint was saved
+    with; without it, and with 1 added to the norm scales the newer release starts at 0, the model is the same."""
+    found, record = candidates_for(tmp_path, constants=({"norm.g": 0.0}, {"norm.g": 1.0}), config={"depth": 2})
+    changed = {"layers.norm_add_unit_offset": [True, False], "layers.softclamp": [50.0, None]}
+    record(None, dict(APART, defaults_changed=changed))  # the plain load: keys fit, outputs apart
+    first = found.rule(CELL)[0]
+    assert first == {"consumer_args": {"layers": {"norm_add_unit_offset": True, "softclamp": 50.0}}}
+    record(first, {"kind": "state-dict", "status": "broken",
+                   "reason": "consumer cannot build it: TypeError: the first argument must be callable"})
+    offset = [{"op": "add_constant", "key": "norm.g", "value": 1.0}]
+    assert found.retries(CELL) == [{"consumer_args": {"layers": {"softclamp": 50.0}}, "steps": offset},
+                                   {"consumer_args": {"layers": {"norm_add_unit_offset": True}}, "steps": offset}]
+
+
+def test_a_first_candidate_that_builds_is_not_taken_apart(tmp_path):
+    found, record = candidates_for(tmp_path)
+    record(None, dict(APART, defaults_changed={"layers.softclamp": [50.0, None]}))
+    first = found.rule(CELL)[0]
+    record(first, {"kind": "state-dict", "status": "broken", "reason": "producer 1.0.0: it failed"})
+    assert found.retries(CELL) == []

@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compat.host.search import (
+    build_refused,
     candidate,
     feature_switches,
     flipped_switches,
@@ -20,6 +21,7 @@ from compat.host.search import (
     rotary_steps,
     rule_lines,
     rule_summary,
+    without_argument,
 )
 from compat.shared.rules import RuleSet
 
@@ -245,3 +247,17 @@ def test_a_new_boolean_config_field_is_tried_against_its_default_and_nothing_els
     assert flipped_switches(finding) == {"use_cayley_neumann": False}
     assert flipped_switches({}) == {} and flipped_switches({"config": {"unknown_type": "X"}}) == {}
     assert flipped_switches({"config": {"new_defaults": ["not", "a", "mapping"]}}) == {}
+
+
+def test_an_argument_left_out_of_a_rule_keeps_the_rest():
+    rule = {"rename": {"a": "b"}, "consumer_args": {"layers": {"norm_add_unit_offset": True, "softclamp": 50.0}}}
+    assert without_argument(rule, "layers.norm_add_unit_offset") == {"rename": {"a": "b"}, "consumer_args": {
+        "layers": {"softclamp": 50.0}}}
+    assert without_argument({"consumer_args": {"layers": {"x": 1}}}, "layers.x") == {}
+    assert rule["consumer_args"]["layers"]["norm_add_unit_offset"] is True  # not changed in place
+
+
+def test_a_consumer_that_cannot_be_built_is_told_from_other_failures():
+    assert build_refused({"status": "broken", "reason": "consumer cannot build it: TypeError: x"})
+    assert not build_refused({"status": "broken", "reason": "producer 1.0: TypeError: x"})
+    assert not build_refused({"status": "ok"})

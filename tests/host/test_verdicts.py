@@ -191,7 +191,8 @@ def test_a_conversion_that_does_not_load_either_is_said_so():
     searched = dict(REFUSED, rule={"rename": {"b.weight": "b.gamma"}})
     judged = judge(REFUSED, RECIPE, None, searched)
     assert judged.verdict == "incompatible"
-    assert judged.summary.endswith("; the conversion the search tried (1 rename) does not load either")
+    assert "; the conversion the search tried (1 rename) does not load either: 1 missing, 2 unexpected" in \
+        judged.summary
 
 
 def test_a_declared_break_that_a_searched_conversion_heals_is_stale():
