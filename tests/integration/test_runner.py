@@ -338,12 +338,21 @@ def test_ordered_slots_let_the_lowest_priority_in_first():
 def test_a_changed_constructor_default_is_found_and_passed_explicitly(tmp_path, cache_dir):
     """x-transformers 1.31.2 turned ``norm_add_unit_offset`` on by default: a 1.31.1 checkpoint loads in 1.31.3
     without a word and computes something else. The consumer reads both releases' defaults, the search passes the
-    producer's value, and the outputs then agree bit for bit; without the search the cell says which default moved."""
+    producer's value, and the outputs then agree bit for bit; without the search the cell says which default moved.
+
+    Back, passing 1.31.3's ``norm_add_unit_offset=True`` is what the defaults say, but 1.31.1 fails to build with it
+    (``TypeError: the first argument must be callable``): left out, 1 is added to every LayerNorm scale instead
+    (1.31.3 starts them at 0, 1.31.1 at 1), bit for bit."""
     session, results = run_fresh(tmp_path, cache_dir, "decoder", ["1.31.1", "1.31.3"])
     cell = results["x-transformers/decoder/1.31.1->1.31.3"]
     assert cell.verdict == "converted" and "bitwise equal" in cell.summary, cell.summary
     assert cell.finding["rule"] == {"consumer_args": {"layers": {"norm_add_unit_offset": False}}}
     assert cell.finding["search"]["before"].startswith("logits:"), cell.finding["search"]
+    back = results["x-transformers/decoder/1.31.3->1.31.1"]
+    assert back.verdict == "converted" and "bitwise equal" in back.summary, back.summary
+    steps = back.finding["rule"]["steps"]
+    assert "consumer_args" not in back.finding["rule"], back.finding["rule"]
+    assert len(steps) == 5 and all(step["op"] == "add_constant" and step["value"] == 1.0 for step in steps), steps
     plain = Run(session.plan, session.run.builder, session.cache_dir, RunOptions(progress=lambda m: None,
                                                                                   search=False))
     unsearched = {r.cell.id: r for r in plain.execute()}["x-transformers/decoder/1.31.1->1.31.3"]
