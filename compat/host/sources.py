@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from compat.host.artifact_store import MARKER as STORE_MARKER
@@ -89,9 +89,9 @@ def _from_git(selector: VersionSelector, package: str, store: Store, index: Inde
     ref = selector.ref or "HEAD"
     location = f"{selector.value}@{ref}"
     commit = remote_commit(selector.value, ref)
-    if commit and (store.source(f"git-{commit}") / "source.json").is_file():
+    if commit and (store.source(f"git-{commit}") / "source.json").is_file():  # built: _built needs no source tree
         built = _built("git", location, Path(), _ref_tag(ref, commit), f"git-{commit}", package, store, index, uv)
-        return Source(built.kind, built.location, built.version, built.digest, built.wheel, built.problem, commit)
+        return replace(built, commit=commit)
     with tempfile.TemporaryDirectory(prefix="compat-git-") as scratch:
         checkout = Path(scratch) / "checkout"
         for step, args in (("clone", ["clone", "--quiet", "--no-checkout", selector.value, str(checkout)]),
@@ -103,13 +103,13 @@ def _from_git(selector: VersionSelector, package: str, store: Store, index: Inde
         commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
         built = _built("git", location, checkout, _ref_tag(ref, commit), f"git-{commit}", package, store, index, uv)
-    return Source(built.kind, built.location, built.version, built.digest, built.wheel, built.problem, commit)
+    return replace(built, commit=commit)
 
 
 def remote_commit(url: str, ref: str) -> str:
     """The commit a ref names, without a clone: a full commit is itself; a branch, a tag (the commit it points to) or
-    HEAD is asked of the remote. "" when that does not say exactly one (a short commit, an unknown ref, no network):
-    the caller clones."""
+    HEAD is asked of the remote, a tag before a branch of the same name as ``git checkout`` takes it. "" where the
+    remote names none (a short commit, an unknown ref, no network): the caller clones."""
     if re.fullmatch(r"[0-9a-f]{40}", ref):
         return ref
     done = subprocess.run(["git", "ls-remote", url, ref, f"{ref}^{{}}"], capture_output=True, text=True)

@@ -104,8 +104,8 @@ def searched_account(settled: tuple[str, str] | None, under_rule: tuple[str, str
     if under_rule[0] == "diverged":
         return f"; the best conversion the search found ({rule_summary(rule)}) loads, the outputs still differ: " \
                f"{under_rule[1]}"
-    reason = under_rule[1] if len(under_rule[1]) <= 160 else under_rule[1][:159] + "…"
-    return f"; the conversion the search tried ({rule_summary(rule)}) does not load either: {reason}"
+    return f"; the conversion the search tried ({rule_summary(rule)}) does not load either: " \
+           f"{headline(under_rule[1], 160)}"
 
 
 def settle(searched: dict, under_rule: tuple[str, str]) -> tuple[str, str] | None:
