@@ -46,6 +46,7 @@ class Candidates:
         self._decided: dict[Cell, dict | None] = {}
         self._retries: dict[Cell, list[dict]] = {}
         self._singles: dict[Cell, list[dict]] = {}  # each new switch alone: tried third (``_third``)
+        self._subsets: dict[Cell, list[dict]] = {}  # the first's arguments in part: tried fourth (``_fourth``)
         self._manifests: dict[tuple[str, str, str], dict] = {}
 
     def rule(self, cell: Cell) -> tuple[dict | None, set[str]]:
@@ -71,11 +72,11 @@ class Candidates:
         first plus offsets and switches, where that finding has the keys fitting and the outputs apart; and where
         the producer has a rotary embedding, the same with the query and key rows permuted (both are tried: the
         permutation is right only where the two releases pair the rotary dimensions differently); where several
-        switches are new, each alone too, once those are checked (``_third``). Where the consumer could not even be
-        built with the first one's arguments, each of them left out in turn, judged by the plain finding
-        (``search.without_argument``)."""
+        switches are new, each alone too, once those are checked (``_third``); then the first with only part of its
+        arguments (``_fourth``). Where the consumer could not even be built with the first one's arguments, each of
+        them left out in turn, judged by the plain finding (``search.without_argument``)."""
         if cell in self._retries:
-            return self._retries[cell] + self._third(cell, self._retries[cell])
+            return self._later(cell, self._retries[cell])
         first, lacking = self.rule(cell)
         if lacking or (first is None and cell not in self._decided):
             return []  # the first is not decided yet
@@ -86,18 +87,24 @@ class Candidates:
         if first and search.build_refused(finding):  # x-transformers 1.31.0-1.31.1 fail on norm_add_unit_offset=True
             plain = self.results.get(cell.library, self._path_for(cell, self._rule_for(cell)))
             bases = [(search.without_argument(first, path), plain) for path in search.flat_arguments(first)]
+        usable = [(base, evidence) for base, evidence in bases if evidence is not None and self._searchable(
+            cell, evidence) and search.keys_fit(evidence) and not search.outputs_agree(evidence)]
+        produced = self._recorded(cell.library, cell.producer, cell.recipe)
+        mine = self._recorded(cell.library, cell.consumer, cell.recipe)
+        if usable and (produced is None or mine is None):
+            return []  # the consumer's own artifact is not there yet: ask again after
         retries: list[dict] = []
-        for base, evidence in bases:
-            if evidence is None or not (self._searchable(cell, evidence) and search.keys_fit(evidence)
-                                        and not search.outputs_agree(evidence)):
-                continue
-            produced = self._recorded(cell.library, cell.producer, cell.recipe)
-            mine = self._recorded(cell.library, cell.consumer, cell.recipe)
-            if produced is None or mine is None:
-                return []  # the consumer's own artifact is not there yet: ask again after
+        for base, evidence in usable:
             retries += self._second(cell, base, evidence, produced, mine, alone=base is not first)
+        if first and usable:
+            self._subsets[cell] = self._fourth_candidates(first, usable[0][1], produced, mine, retries)
         self._retries[cell] = retries
-        return retries + self._third(cell, retries)
+        return self._later(cell, retries)
+
+    def _later(self, cell: Cell, retries: list[dict]) -> list[dict]:
+        """The second candidates, then the third and fourth stages as they become known."""
+        third = self._third(cell, retries)
+        return retries + third + self._fourth(cell, retries + third)
 
     def _second(self, cell: Cell, first: dict | None, finding: dict, produced: dict, mine: dict,
                 alone: bool) -> list[dict]:
@@ -134,6 +141,36 @@ class Candidates:
         if any(finding is None for finding in findings):
             return []  # not checked yet: ask again after
         return [] if any(search.outputs_agree(finding) for finding in findings) else singles
+
+    def _fourth_candidates(self, first: dict, evidence: dict, produced: dict, mine: dict,
+                           tried: list[dict]) -> list[dict]:
+        """The first candidate with only part of its arguments (``search.argument_subsets``), each as it is and with
+        offsets, less those tried before: where the first left the keys fitting (``evidence``: its finding, or the
+        plain one where the consumer could not be built with it)."""
+        steps = [] if search.lost_tensors(evidence) else search.offset_steps(first, produced["constants"],
+                                                                                mine["constants"])
+        seen = {json.dumps(rule, sort_keys=True) for rule in [first, *tried]}
+        fourth = []
+        for subset in search.argument_subsets(first):
+            for rule in (subset, _extended(subset, steps, {})) if steps else (subset,):
+                text = json.dumps(rule, sort_keys=True)
+                if rule and text not in seen:
+                    seen.add(text)
+                    fourth.append(rule)
+        return fourth
+
+    def _fourth(self, cell: Cell, tried: list[dict]) -> list[dict]:
+        """The first candidate's arguments in part, once every candidate before is checked and none converted
+        exactly: a changed default may be inert in the producer's release and live in the consumer's, so that
+        passing the producer's value changes the model (x-transformers 1.42's softclamp values read by 1.31)."""
+        subsets = self._subsets.get(cell, [])
+        if not subsets:
+            return []
+        first, _ = self.rule(cell)
+        findings = [self.results.get(cell.library, self._path_for(cell, rule)) for rule in [first, *tried]]
+        if any(finding is None for finding in findings):
+            return []  # not checked yet: ask again after
+        return [] if any(search.outputs_agree(finding) for finding in findings) else subsets
 
     def _searchable(self, cell: Cell, finding: dict) -> bool:
         """The search runs on ``ok`` findings of cells the matrix gives no rule, in runs that want it: state-dict

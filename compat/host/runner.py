@@ -111,7 +111,7 @@ class Run:
     def searched(self, cell: Cell) -> list[tuple[dict, Path]]:
         """The search's candidates for ``cell`` known so far, each with where its finding is kept: the first, then
         the second ones (``Candidates.retries``) once the first one's finding says they are worth trying, the third
-        once the second ones' do."""
+        and fourth once the ones before were checked."""
         first = self.search_rule(cell)
         tried = ([first] if first is not None else []) + self.candidates.retries(cell)
         return [(rule, self._result_path(cell, rule)) for rule in tried]
@@ -269,7 +269,7 @@ class Run:
                         f"checking {len(unchecked)} cells")
         searched = []
         # each stage of candidates is known once the one before was checked (``Candidates.retries``)
-        for attempt in ("a conversion", "a second conversion", "a third conversion"):
+        for attempt in ("a conversion", "a second conversion", "a third conversion", "a fourth conversion"):
             todo = [(cell, rule, path) for cell in cells for rule, path in self.searched(cell)
                     if not self.results.has(cell.library, path)]
             if todo:

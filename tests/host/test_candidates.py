@@ -6,6 +6,7 @@ from typing import Callable
 
 import pytest
 
+from compat.host import search
 from compat.host.candidates import Candidates
 from compat.host.plan import Cell, Plan
 from compat.host.results import ResultIndex
@@ -89,4 +90,42 @@ def test_a_first_candidate_that_builds_is_not_taken_apart(tmp_path):
     record(None, dict(APART, defaults_changed={"layers.softclamp": [50.0, None]}))
     first = found.rule(CELL)[0]
     record(first, {"kind": "state-dict", "status": "broken", "reason": "producer 1.0.0: it failed"})
+    assert found.retries(CELL) == []
+
+
+SOFTCLAMPS = {"layers.norm_add_unit_offset": [True, False], "layers.softclamp_value": [50.0, None],
+              "layers.softclamp_output_value": [30.0, None]}
+
+
+@pytest.mark.parametrize("second", [AGREE, APART], ids=["second converts", "second fails"])
+def test_part_of_the_changed_defaults_is_tried_after_every_candidate_before_failed(tmp_path, second):
+    """x-transformers 1.42's softclamp values are inert behind switches that are off; 1.31 clamps whenever a value is
+    set. A 1.42 checkpoint loads in 1.31.0 with norm_add_unit_offset=True alone, or in 1.31.1 with none of the three
+    and 1 added to the norm scales."""
+    found, record = candidates_for(tmp_path, constants=({"norm.g": 0.0}, {"norm.g": 1.0}), config={"depth": 2})
+    record(None, dict(APART, defaults_changed=SOFTCLAMPS))
+    first = found.rule(CELL)[0]
+    assert len(search.flat_arguments(first)) == 3
+    record(first, APART)
+    offset = [{"op": "add_constant", "key": "norm.g", "value": 1.0}]
+    assert found.retries(CELL) == [dict(first, steps=offset)]  # the second stage, alone until it is checked
+
+    record(found.retries(CELL)[0], second)
+    fourth = found.retries(CELL)[1:]
+    if second is AGREE:
+        assert fourth == []
+        return
+    assert {"consumer_args": {"layers": {"norm_add_unit_offset": True}}} in fourth
+    assert {"steps": offset} in fourth  # none of the arguments, the scales moved
+    assert first not in fourth and dict(first, steps=offset) not in fourth  # tried before
+    assert len(fourth) == 2 * 6 + 1  # each proper subset with and without the offset; the empty one only with it
+    assert len({json.dumps(rule, sort_keys=True) for rule in fourth}) == len(fourth)
+
+
+def test_part_of_the_changed_defaults_is_not_tried_where_the_keys_do_not_fit(tmp_path):
+    found, record = candidates_for(tmp_path, config={"depth": 2})
+    apart_keys = dict(APART, keys={"missing": ["a"], "unexpected": ["b"], "shape": [], "shapes": {"a": [2], "b": [2]}})
+    record(None, dict(apart_keys, defaults_changed=SOFTCLAMPS))
+    first = found.rule(CELL)[0]
+    record(first, dict(apart_keys, keys=dict(apart_keys["keys"], missing=["c"])))
     assert found.retries(CELL) == []

@@ -4,9 +4,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compat.host.search import (
+    MOST_SUBSET_ARGUMENTS,
+    argument_subsets,
     build_refused,
     candidate,
     feature_switches,
+    flat_arguments,
     flipped_switches,
     forward_in_time,
     inherited_arguments,
@@ -255,6 +258,20 @@ def test_an_argument_left_out_of_a_rule_keeps_the_rest():
         "layers": {"softclamp": 50.0}}}
     assert without_argument({"consumer_args": {"layers": {"x": 1}}}, "layers.x") == {}
     assert rule["consumer_args"]["layers"]["norm_add_unit_offset"] is True  # not changed in place
+
+
+def test_part_of_a_rules_arguments_keeps_its_renames_and_steps_largest_part_first():
+    rule = {"rename": {"a": "b"}, "steps": [{"op": "drop", "key": "c"}],
+            "consumer_args": {"layers": {"x": 1, "y": 2}, "z": 3}}
+    parts = argument_subsets(rule)
+    assert [sorted(flat_arguments(part)) for part in parts] == [
+        ["layers.x", "layers.y"], ["layers.x", "z"], ["layers.y", "z"], ["layers.x"], ["layers.y"], ["z"], []]
+    assert all(part["rename"] == rule["rename"] and part["steps"] == rule["steps"] for part in parts)
+    assert parts[-1] == {"rename": {"a": "b"}, "steps": [{"op": "drop", "key": "c"}]}
+    assert parts[3]["consumer_args"] == {"layers": {"x": 1}}  # emptied dictionaries removed
+    assert argument_subsets({"consumer_args": {"x": 1}}) == []  # one argument: the first and the plain load
+    too_many = {"consumer_args": {f"a{n}": n for n in range(MOST_SUBSET_ARGUMENTS + 1)}}
+    assert argument_subsets(too_many) == []
 
 
 def test_a_consumer_that_cannot_be_built_is_told_from_other_failures():

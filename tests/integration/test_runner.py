@@ -18,6 +18,7 @@ import pytest
 from compat.api import prepare, report_for
 from compat.host.report import write_report
 from compat.host.runner import Run, RunOptions
+from compat.host.search import flat_arguments
 from compat.host.scheduling import idle_budget_mb, may_stay_idle
 from compat.host.worker_process import WorkerProcess
 
@@ -358,6 +359,22 @@ def test_a_changed_constructor_default_is_found_and_passed_explicitly(tmp_path, 
     unsearched = {r.cell.id: r for r in plain.execute()}["x-transformers/decoder/1.31.1->1.31.3"]
     assert unsearched.verdict == "diverged"
     assert "constructor defaults changed: layers.norm_add_unit_offset false -> true" in unsearched.summary
+
+
+def test_a_changed_default_inert_in_the_producers_release_is_left_at_the_consumers(tmp_path, cache_dir):
+    """x-transformers 1.42's ``attn_logit_softclamp_value=50.`` and ``softclamp_output_value=30.`` do nothing while
+    the switches ``attn_softclamp_logits`` and ``softclamp_output`` are off; 1.31 clamps whenever a value is set. The
+    first candidate passes all three changed defaults and turns the clamps on (logits 0.16 apart); part of them is
+    right: ``norm_add_unit_offset=True`` alone in 1.31.0, and in 1.31.1 (which fails to build with it) none, with 1
+    added to every LayerNorm scale. Both bit for bit."""
+    _, results = run_fresh(tmp_path, cache_dir, "decoder", ["1.31.0", "1.31.1", "1.42.12"])
+    to_1310 = results["x-transformers/decoder/1.42.12->1.31.0"]
+    assert to_1310.verdict == "converted" and "bitwise equal" in to_1310.summary, to_1310.summary
+    assert flat_arguments(to_1310.finding["rule"]) == {"layers.norm_add_unit_offset": True}, to_1310.finding["rule"]
+    to_1311 = results["x-transformers/decoder/1.42.12->1.31.1"]
+    assert to_1311.verdict == "converted" and "bitwise equal" in to_1311.summary, to_1311.summary
+    assert not flat_arguments(to_1311.finding["rule"]), to_1311.finding["rule"]
+    assert {step["op"] for step in to_1311.finding["rule"]["steps"]} == {"add_constant"}, to_1311.finding["rule"]
 
 
 def test_a_tensor_an_argument_sizes_is_built_at_the_producers_size(tmp_path, cache_dir):
