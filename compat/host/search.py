@@ -176,13 +176,13 @@ MOST_SUBSET_ARGUMENTS = 4  # 14 proper subsets of 4 arguments, each with and wit
 
 def argument_subsets(rule: dict) -> list[dict]:
     """``rule`` with each proper subset of its ``consumer_args`` (largest first, the empty one last; emptied
-    dictionaries removed), for a rule of 2 to ``MOST_SUBSET_ARGUMENTS`` arguments (more would cost too many checks).
+    dictionaries removed), for a rule of 1 to ``MOST_SUBSET_ARGUMENTS`` arguments (more would cost too many checks).
     A changed default can be inert in the producer's release and live in the consumer's: x-transformers 1.42 has
     ``softclamp_output_value=30.`` behind a ``softclamp_output`` switch that is off, while 1.31 clamps whenever a
     value is set. Passing the producer's value then changes the model; leaving it at the consumer's default keeps it.
     Which arguments are inert is not known beforehand: the outputs decide."""
     arguments = flat_arguments(rule)
-    if not 2 <= len(arguments) <= MOST_SUBSET_ARGUMENTS:
+    if not 1 <= len(arguments) <= MOST_SUBSET_ARGUMENTS:
         return []
     names = sorted(arguments)
     kept_sets = [kept for size in range(len(names) - 1, -1, -1) for kept in itertools.combinations(names, size)]

@@ -129,3 +129,15 @@ def test_part_of_the_changed_defaults_is_not_tried_where_the_keys_do_not_fit(tmp
     first = found.rule(CELL)[0]
     record(first, dict(apart_keys, keys=dict(apart_keys["keys"], missing=["c"])))
     assert found.retries(CELL) == []
+
+
+def test_one_changed_default_is_also_tried_left_out(tmp_path):
+    """x-transformers 2.17.0 -> 1.30.23: the norms renamed, scales moved by 1, and 2.17's inert softclamp value
+    passed by the first candidate turns 1.30.23's clamp on."""
+    found, record = candidates_for(tmp_path, constants=({"norm.g": 0.0}, {"norm.g": 1.0}), config={"depth": 2})
+    record(None, dict(APART, defaults_changed={"layers.softclamp_value": [50.0, None]}))
+    first = found.rule(CELL)[0]
+    record(first, APART)
+    offset = [{"op": "add_constant", "key": "norm.g", "value": 1.0}]
+    record(found.retries(CELL)[0], APART)
+    assert found.retries(CELL)[1:] == [{"steps": offset}]  # left out, the scales moved; the plain load is known

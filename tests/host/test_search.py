@@ -269,7 +269,8 @@ def test_part_of_a_rules_arguments_keeps_its_renames_and_steps_largest_part_firs
     assert all(part["rename"] == rule["rename"] and part["steps"] == rule["steps"] for part in parts)
     assert parts[-1] == {"rename": {"a": "b"}, "steps": [{"op": "drop", "key": "c"}]}
     assert parts[3]["consumer_args"] == {"layers": {"x": 1}}  # emptied dictionaries removed
-    assert argument_subsets({"consumer_args": {"x": 1}}) == []  # one argument: the first and the plain load
+    assert argument_subsets({"rename": {"a": "b"}, "consumer_args": {"x": 1}}) == [{"rename": {"a": "b"}}]
+    assert argument_subsets({"rename": {"a": "b"}}) == []
     too_many = {"consumer_args": {f"a{n}": n for n in range(MOST_SUBSET_ARGUMENTS + 1)}}
     assert argument_subsets(too_many) == []
 
