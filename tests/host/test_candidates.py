@@ -141,3 +141,11 @@ def test_one_changed_default_is_also_tried_left_out(tmp_path):
     offset = [{"op": "add_constant", "key": "norm.g", "value": 1.0}]
     record(found.retries(CELL)[0], APART)
     assert found.retries(CELL)[1:] == [{"steps": offset}]  # left out, the scales moved; the plain load is known
+
+
+def test_part_of_the_changed_defaults_is_not_tried_where_the_first_dropped_values(tmp_path):
+    found, record = candidates_for(tmp_path, config={"depth": 2})
+    record(None, dict(APART, defaults_changed=SOFTCLAMPS))
+    first = found.rule(CELL)[0]
+    record(first, dict(APART, rule_notes=["lossy: dropped norm.bias (norm 3.2), which is not all zeros"]))
+    assert found.retries(CELL) == []
