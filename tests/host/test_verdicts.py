@@ -39,6 +39,13 @@ def test_a_rule_that_makes_it_agree_is_converted_and_one_that_does_not_is_not():
     assert raw_verdict(dict(finding(out=stats(1.0)), rule=rule), RECIPE)[0] == "diverged"
 
 
+def test_a_converted_summary_counts_what_the_rule_does_in_words_that_agree_with_the_count():
+    rule = {"rename": {"a": "b"}, "steps": [{"op": "drop", "key": "c"}, {"op": "drop", "key": "d"}],
+            "consumer_args": {"layers": {"x": True}}}
+    summary = raw_verdict(dict(finding(out=stats(0.0, bitwise=True)), rule=rule), RECIPE)[1]
+    assert summary.startswith("loads after a rule (1 rename, 2 steps, 1 constructor argument); outputs bitwise equal")
+
+
 def test_tensors_changed_on_load_are_not_identical():
     found = dict(finding(out=stats(0.0, bitwise=True)), tensors_changed_on_load=["w"])
     assert raw_verdict(found, RECIPE)[0] == "equivalent"

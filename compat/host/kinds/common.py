@@ -81,8 +81,9 @@ def converted(finding: dict, recipe: RecipeSpec, arguments: str) -> Verdict | No
         return None
     parts = (("rename", "renames"), ("rename_patterns", "rename patterns"), ("steps", "steps"),
              ("consumer_args", arguments))
-    steps = [f"{len(flat_arguments(rule)) if key == 'consumer_args' else len(rule[key])} {label}"
-             for key, label in parts if rule.get(key)]
+    counts = [(len(flat_arguments(rule)) if key == "consumer_args" else len(rule[key]), label)
+              for key, label in parts if rule.get(key)]
+    steps = [f"{count} {label if count != 1 else label[:-1]}" for count, label in counts]
     exact = "bitwise equal" if all(s.get("bitwise") for s in finding["outputs"].values()) else "within tolerance"
     # a dropped tensor of ones (an untrained scale) holds values the outputs show were not needed
     lossy = (f"; {len(finding['rule_notes'])} step(s) dropped or rounded values the outputs did not need"
