@@ -12,9 +12,12 @@ tensors the two releases initialise to different constants (``search.offset_step
 switches set against their defaults (``search.flipped_switches``), and, from an older release to a newer one, new
 constructor switches about a feature the model uses (``search.feature_switches``); where the producer has a rotary
 embedding, also the same with its query and key rows permuted (``search.rotary_steps``). Where several switches are
-new and no second candidate converted exactly, each switch alone is tried third. The second is not tried first because
-an offset and a changed default can be two answers to one change (x-transformers' ``norm_add_unit_offset``); both
-together would count the change twice.
+new and no second candidate converted exactly, each switch alone is tried third. Where still none converted exactly and
+no value was dropped, the first is tried fourth with only part of its arguments (``search.argument_subsets``, with
+and without offsets). The second is not tried first because an offset and a changed default can be two answers to one
+change (x-transformers' ``norm_add_unit_offset``); both together would count the change twice. Each later stage
+waits for the ones before because most cells convert earlier: the fourth is 1,862 checks on the default
+x-transformers matrix, where the three before are 13,390.
 """
 
 from __future__ import annotations
