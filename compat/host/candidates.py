@@ -148,9 +148,11 @@ class Candidates:
     def _fourth_candidates(self, first: dict, produced: dict, mine: dict, tried: list[dict]) -> list[dict]:
         """The first candidate with only part of its arguments (``search.argument_subsets``), each as it is and with
         offsets, less those tried before: where the first left the keys fitting without dropping values (judged by
-        its finding, or by the plain one where the consumer could not be built with it). Not for lossy cells: on the
-        default x-transformers matrix that would be 961 cells and some 6,000 checks, and leaving arguments out
-        brings no dropped value back."""
+        its finding, or by the plain one where the consumer could not be built with it). Not for lossy cells: leaving
+        arguments out brings no dropped value back. Measured on the default x-transformers matrix, trying them
+        anyway cost 5,919 more checks (961 cells; 1,862 without) and changed no verdict; 72 lossy cells showed a
+        smaller largest difference (0.28.4 -> 1.27.1 qk-norm: max abs 5.71 against 6.44, cosine 0.22 against 0.28,
+        both far from usable)."""
         steps = search.offset_steps(first, produced["constants"], mine["constants"])
         seen = {json.dumps(rule, sort_keys=True) for rule in [first, *tried]}
         fourth = []
