@@ -290,3 +290,19 @@ def test_a_model_saved_where_norms_are_stored_with_an_offset_is_carried_back_wit
     assert "1.31.3 -> 1.27.0: converted" in done.stdout, done.stdout
     assert "add_constant" in done.stdout
     assert load_by_hand("1.27.0", out, read_stamp(out)["config"], cache_dir) == original
+
+
+def test_a_default_inert_where_the_model_was_saved_stays_at_the_targets_own(tmp_path, cache_dir):
+    """1.42's softclamp values do nothing behind switches that are off; 1.31.0 clamps whenever a value is set. A 1.42.12
+    model goes to 1.31.0 with ``norm_add_unit_offset=True`` alone (one setting, said in the singular), and loaded by
+    hand in 1.31.0 with the stamped config its logits are the original's bit for bit."""
+    stamped = train("1.42.12", tmp_path / "model.safetensors", CONFIG, cache_dir)
+    original = load_by_hand("1.42.12", stamped, CONFIG, cache_dir)
+    out = tmp_path / "model-1.31.0.safetensors"
+    done = compat("upgrade", stamped, "--to", "1.31.0", "-o", out, f"--cache-dir={cache_dir}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1.42.12 -> 1.31.0: converted" in done.stdout and "with a conversion of 1 step," in done.stdout, done.stdout
+    config = read_stamp(out)["config"]
+    assert config["attn_layers"]["norm_add_unit_offset"] is True
+    assert "softclamp" not in json.dumps(config), config  # left at 1.31.0's own defaults
+    assert load_by_hand("1.31.0", out, config, cache_dir) == original
