@@ -138,12 +138,7 @@ class Candidates:
         this saves little there. An exact second candidate is judged converted and comes before the singles in
         ``best_searched``, so leaving them out changes no verdict."""
         singles = self._singles.get(cell, [])
-        if not singles:
-            return []
-        findings = [self.results.get(cell.library, self._path_for(cell, rule)) for rule in retries]
-        if any(finding is None for finding in findings):
-            return []  # not checked yet: ask again after
-        return [] if any(search.outputs_agree(finding) for finding in findings) else singles
+        return singles if singles and self._all_checked_none_exact(cell, retries) else []
 
     def _fourth_candidates(self, first: dict, produced: dict, mine: dict, tried: list[dict]) -> list[dict]:
         """The first candidate with only part of its arguments (``search.argument_subsets``), each as it is and with
@@ -169,13 +164,13 @@ class Candidates:
         exactly: a changed default may be inert in the producer's release and live in the consumer's, so that
         passing the producer's value changes the model (x-transformers 1.42's softclamp values read by 1.31)."""
         subsets = self._subsets.get(cell, [])
-        if not subsets:
-            return []
-        first, _ = self.rule(cell)
-        findings = [self.results.get(cell.library, self._path_for(cell, rule)) for rule in [first, *tried]]
-        if any(finding is None for finding in findings):
-            return []  # not checked yet: ask again after
-        return [] if any(search.outputs_agree(finding) for finding in findings) else subsets
+        return subsets if subsets and self._all_checked_none_exact(cell, [self.rule(cell)[0], *tried]) else []
+
+    def _all_checked_none_exact(self, cell: Cell, rules: list[dict | None]) -> bool:
+        """Every one of ``rules`` was checked for ``cell`` (else: ask again after) and none converted exactly."""
+        findings = [self.results.get(cell.library, self._path_for(cell, rule)) for rule in rules]
+        return all(finding is not None for finding in findings) and not any(
+            search.outputs_agree(finding) for finding in findings)
 
     def _searchable(self, cell: Cell, finding: dict) -> bool:
         """The search runs on ``ok`` findings of cells the matrix gives no rule, in runs that want it: state-dict
