@@ -12,7 +12,7 @@ from compat.api import bisect, check, prepare, run_and_report, survey
 from compat.host.history import changes, load_report, merge
 from compat.host.report import counts, write_report
 from compat.host.runner import RunOptions
-from compat.host.search import rule_lines
+from compat.host.search import counted, rule_lines
 from compat.options import build_parser
 from compat.shared.errors import CompatError
 
@@ -243,7 +243,7 @@ def _upgrade(args: argparse.Namespace) -> int:
         return 0
     if done.written:
         steps = rule_lines(done.rule or {})
-        how = f" with a conversion of {len(steps)} step{'s' if len(steps) != 1 else ''}" if steps else " as it is"
+        how = f" with a conversion of {counted(len(steps), 'step')}" if steps else " as it is"
         settings = {"adapter": "its adapter_config.json the fields the conversion sets",
                     "pretrained": "its other files are as they were"}.get(checkpoint.form, "the constructor arguments")
         print(f"compat: wrote {done.written}: loads in {done.target}{how}, outputs verified in both releases; its "

@@ -186,9 +186,13 @@ def argument_subsets(rule: dict) -> list[dict]:
         return []
     names = sorted(arguments)
     kept_sets = [kept for size in range(len(names) - 1, -1, -1) for kept in itertools.combinations(names, size)]
+    return [with_arguments(rule, {name: arguments[name] for name in kept}) for kept in kept_sets]
+
+
+def with_arguments(rule: dict, arguments: dict) -> dict:
+    """``rule`` with ``consumer_args`` replaced by ``arguments`` (dotted path -> value), none if they are empty."""
     rest = {key: value for key, value in rule.items() if key != "consumer_args"}
-    return [dict(rest, consumer_args=nested({name: arguments[name] for name in kept})) if kept else dict(rest)
-            for kept in kept_sets]
+    return dict(rest, consumer_args=nested(arguments)) if arguments else rest
 
 
 def build_refused(finding: dict) -> bool:
@@ -200,9 +204,7 @@ def without_argument(rule: dict, path: str) -> dict:
     """``rule`` without one of its ``consumer_args`` (dotted ``path``), emptied dictionaries removed: a release may
     fail on a value it accepts in its signature (x-transformers 1.31.0 and 1.31.1 on ``norm_add_unit_offset=True``),
     and the other arguments may still be needed."""
-    kept = {name: value for name, value in flat_arguments(rule).items() if name != path}
-    reduced = {key: value for key, value in rule.items() if key != "consumer_args"}
-    return dict(reduced, consumer_args=nested(kept)) if kept else reduced
+    return with_arguments(rule, {name: value for name, value in flat_arguments(rule).items() if name != path})
 
 
 def keys_fit(finding: dict) -> bool:
@@ -335,7 +337,12 @@ def rule_summary(rule: dict) -> str:
     for step in rule.get("steps") or []:
         counts[step["op"]] = counts.get(step["op"], 0) + 1
     counts["setting"] = len(flat_arguments(rule))
-    return ", ".join(f"{n} {op}{'s' if n != 1 else ''}" for op, n in counts.items() if n) or "nothing"
+    return ", ".join(counted(n, op) for op, n in counts.items() if n) or "nothing"
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 rename``, ``2 renames``: a count and its noun, the noun given in the singular."""
+    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def _renames(missing: list[str], unexpected: list[str], shapes: dict) -> dict[str, str]:

@@ -42,7 +42,7 @@ def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
     if "base" in failing:
         return "diverged", ("the base model's output differs between the releases, so the adapter cannot be judged: "
                             + output_summary("base", failing["base"]))
-    return converted(finding, recipe, "config fields") or by_outputs(finding, recipe)
+    return converted(finding, recipe, "config field") or by_outputs(finding, recipe)
 
 
 def evidence(finding: dict, limit: int = 12) -> list[str]:

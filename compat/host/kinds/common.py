@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from compat.host.matrix import RecipeSpec
-from compat.host.search import flat_arguments
+from compat.host.search import counted, flat_arguments
 
 Verdict = tuple[str, str]  # (verdict, summary)
 
@@ -74,16 +74,16 @@ def worst_max_abs(outputs: dict) -> float:
 
 
 def converted(finding: dict, recipe: RecipeSpec, arguments: str) -> Verdict | None:
-    """``converted`` where the finding was made under a conversion rule and its outputs agree; ``arguments`` names
-    what the rule's ``consumer_args`` set (a model's constructor arguments, an adapter config's fields)."""
+    """``converted`` where the finding was made under a conversion rule and its outputs agree; ``arguments`` names,
+    in the singular, what the rule's ``consumer_args`` set (a model's constructor argument, an adapter config's
+    field)."""
     rule = finding.get("rule")
     if not rule or failing_outputs(finding, recipe):
         return None
-    parts = (("rename", "renames"), ("rename_patterns", "rename patterns"), ("steps", "steps"),
+    parts = (("rename", "rename"), ("rename_patterns", "rename pattern"), ("steps", "step"),
              ("consumer_args", arguments))
-    counts = [(len(flat_arguments(rule)) if key == "consumer_args" else len(rule[key]), label)
-              for key, label in parts if rule.get(key)]
-    steps = [f"{count} {label if count != 1 else label[:-1]}" for count, label in counts]
+    steps = [counted(len(flat_arguments(rule)) if key == "consumer_args" else len(rule[key]), noun)
+             for key, noun in parts if rule.get(key)]
     exact = "bitwise equal" if all(s.get("bitwise") for s in finding["outputs"].values()) else "within tolerance"
     # a dropped tensor of ones (an untrained scale) holds values the outputs show were not needed
     lossy = (f"; {len(finding['rule_notes'])} step(s) dropped or rounded values the outputs did not need"

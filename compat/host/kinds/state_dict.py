@@ -24,7 +24,7 @@ def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
     if verdict:
         return verdict
     rule = finding.get("rule")
-    verdict = converted(finding, recipe, "constructor arguments")
+    verdict = converted(finding, recipe, "constructor argument")
     if verdict:
         return verdict
     verdict, summary = by_outputs(finding, recipe)
