@@ -50,6 +50,21 @@ class RunOptions:
     progress: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
 
 
+def check_in_stages(known: Callable[[], list[tuple]], check: Callable[[list[tuple], bool], None]) -> list[tuple]:
+    """Check the search's candidates stage by stage, and return every entry checked. Each stage is known only once
+    the one before was checked (``Candidates.retries``), so ask ``known()`` (entries ``(cell, rule, path)`` without a
+    finding yet) again after each ``check(todo, first)`` until a round brings nothing new; an entry checked once and
+    still without a finding (its worker failed) is not checked again. How many stages there are is the candidates'
+    business alone."""
+    checked: list[tuple] = []
+    paths: set[Path] = set()
+    while todo := [entry for entry in known() if entry[2] not in paths]:
+        check(todo, not checked)
+        checked += todo
+        paths.update(entry[2] for entry in todo)
+    return checked
+
+
 class Run:
     def __init__(self, plan: Plan, builder: EnvironmentBuilder, cache_dir: Path, options: RunOptions | None = None,
                  user: dict | None = None, rules: dict[Cell, dict] | None = None, artifacts: Path | None = None):
@@ -267,14 +282,16 @@ class Run:
         if unchecked:
             self._check(worker, key, [(cell, self.rule_for(cell), self.result_path(cell)) for cell in unchecked],
                         f"checking {len(unchecked)} cells")
-        searched = []
-        # each stage of candidates is known once the one before was checked (``Candidates.retries``)
-        for attempt in ("a conversion", "a second conversion", "a third conversion", "a fourth conversion"):
-            todo = [(cell, rule, path) for cell in cells for rule, path in self.searched(cell)
+
+        def known() -> list[tuple[Cell, dict, Path]]:
+            return [(cell, rule, path) for cell in cells for rule, path in self.searched(cell)
                     if not self.results.has(cell.library, path)]
-            if todo:
-                self._check(worker, key, todo, f"trying {attempt} for {len(todo)} cells")
-                searched += todo
+
+        def check(todo: list[tuple[Cell, dict, Path]], first: bool) -> None:
+            attempt = "a conversion" if first else "more conversions"
+            self._check(worker, key, todo, f"trying {attempt} for {len(todo)} cells")
+
+        searched = check_in_stages(known, check)
         with self._lock:
             self.stats.consumed += len(unchecked)
             self.stats.searched += len(searched)
