@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from compat.api import bisect, check, prepare, run_and_report, survey
-from compat.host.history import changes, load_report, merge
+from compat.host.history import load_report, merge_files
 from compat.host.report import counts, write_report
 from compat.host.runner import RunOptions
 from compat.host.search import counted, rule_lines
@@ -291,9 +291,7 @@ def _pins(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     try:
         paths = [p / "report.json" if p.is_dir() else p for p in args.reports]
-        merged = merge([(path, load_report(path)) for path in paths])
-        if args.baseline:
-            merged["changes"] = changes(load_report(args.baseline), merged)
+        merged = merge_files(paths, Path(args.baseline) if args.baseline else None)
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2

@@ -9,12 +9,14 @@ distribution, file locks in the cache make sure no environment is built, produce
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from compat.api import Session, prepare, report_for, start_installs, try_installs
-from compat.host.history import load_report
+from compat.host.history import load_report, merge_files
 from compat.host.install_checks import summary as install_summary
 from compat.host.locate import CACHE_HELP, MATRIX_HELP, find_matrix
 from compat.host.outcome import CellResult
@@ -28,6 +30,7 @@ from compat.shared.errors import CompatError
 SESSION = pytest.StashKey[Session]()
 RESULTS = pytest.StashKey[dict]()  # cell id -> CellResult, for every cell this process has results for
 RAN = pytest.StashKey[list]()  # ids of the cells whose tests ran in this process (its partial report)
+STARTED = pytest.StashKey[float]()  # when this process was configured: partial reports older than it are stale
 INSTALLS = pytest.StashKey[list]()  # outcomes of the install checks tried in this process
 
 
@@ -68,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
     if getattr(config, "workerinput", {}).get("compat_loadgroup"):
         config.option.loadgroup = True  # xdist workers re-parse the command line; tell them to tag groups
+    config.stash[STARTED] = time.time()
     config.stash[RESULTS] = {}
     config.stash[RAN] = []
     config.stash[INSTALLS] = []
@@ -221,13 +225,44 @@ def _evidence(result: CellResult) -> str:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     out = config.getoption("compat_report")
+    if out and _is_xdist_controller(config):
+        _merge_partials(config, Path(out))
+        return
     if not out or SESSION not in config.stash or not (config.stash[RAN] or config.stash[INSTALLS]):
         return
     worker = getattr(config, "workerinput", {}).get("workerid")
     folder = Path(out) / f"partial-{worker}" if worker else Path(out)
     compat_session = config.stash[SESSION]
     results = config.stash[RESULTS]
-    baseline = config.getoption("compat_baseline")
+    baseline = None if worker else config.getoption("compat_baseline")  # xdist: the controller takes the changes
     write_report(report_for(compat_session, [results[cell_id] for cell_id in config.stash[RAN]],
                             load_report(Path(baseline)) if baseline else None, config.stash[INSTALLS]), folder)
 
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+def _merge_partials(config: pytest.Config, out: Path) -> None:
+    """pytest-xdist controller, once every worker has finished: one report in ``out`` from the workers' partial ones
+    (``partial-gwN/``, removed once merged), so that ``--compat-report`` means the same with ``-n`` as without.
+    Partials older than this session (a run before with more workers) are left out and removed."""
+    partials = sorted(out.glob("partial-*/report.json"))
+    fresh = [path for path in partials if path.stat().st_mtime >= config.stash[STARTED] - 1]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if not fresh:
+        return
+    baseline = config.getoption("compat_baseline")
+    try:
+        merged = merge_files(fresh, Path(baseline) if baseline else None)
+    except CompatError as exc:
+        if reporter:
+            reporter.write_line(f"compat: error: the workers' reports were not merged: {exc}")
+        return
+    write_report(merged, out)
+    for path in partials:
+        shutil.rmtree(path.parent, ignore_errors=True)
+    if reporter:
+        reporter.write("\n")  # xdist leaves the cursor after its progress
+        reporter.write_line(f"compat: report of {len(merged['cells'])} cells written to {out}/ "
+                            f"(merged from {len(fresh)} workers)")

@@ -64,13 +64,23 @@ def changes(baseline: dict, current: dict) -> dict:
     }
 
 
+def merge_files(paths: list[Path], baseline: Path | None = None) -> dict:
+    """``merge`` of report files (``compat merge``, and pytest-xdist's partial reports), with the changes against
+    ``baseline`` taken on the whole."""
+    merged = merge([(path, load_report(path)) for path in paths])
+    if baseline:
+        merged["changes"] = changes(load_report(baseline), merged)
+    return merged
+
+
 def merge(reports: list[tuple[Path, dict]]) -> dict:
     """One report from shard reports of the same matrix; refuses reports of different matrices or conflicting cells."""
     if not reports:
         raise ReportError("nothing to merge")
     first_path, first = reports[0]
-    merged = dict(first, cells=[], environments={}, stats={}, shard=None)
+    merged = dict(first, cells=[], environments={}, stats={}, shard=None, uninstallable=[])
     seen: dict[str, tuple[Path, dict]] = {}
+    tried: dict[str, dict] = {}  # install checks by id: any report may hold them (the one that tried them)
     for path, report in reports:
         if report.get("matrix_digest") != first.get("matrix_digest"):
             raise ReportError(f"{path}: made from a different matrix than {first_path} "
@@ -86,6 +96,9 @@ def merge(reports: list[tuple[Path, dict]]) -> dict:
             merged["environments"].setdefault(library, {}).update(versions)
         for key, value in report.get("stats", {}).items():
             merged["stats"][key] = merged["stats"].get(key, 0) + value
+        for check in report.get("uninstallable") or []:
+            tried.setdefault(check["id"], check)
+    merged["uninstallable"] = list(tried.values())
     merged["cells"].sort(key=lambda c: c["id"])
     return merged
 

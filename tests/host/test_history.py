@@ -42,6 +42,15 @@ def test_merge_refuses_other_matrices_and_conflicts():
         merge([(Path("a"), one), (Path("b"), report(("1", "1", "diverged")))])
 
 
+def test_merge_keeps_every_reports_install_checks():
+    """A shard or xdist worker that tried no release declared uninstallable must not hide another's tries."""
+    tried = {"id": "l/uninstallable/0.1", "library": "l", "version": "0.1", "installs": False}
+    one, two = report(("1", "1", "identical")), dict(report(("1", "2", "identical")), uninstallable=[tried])
+    one["uninstallable"] = []
+    assert merge([(Path("a"), one), (Path("b"), two)])["uninstallable"] == [tried]
+    assert merge([(Path("a"), two), (Path("b"), two)])["uninstallable"] == [tried]
+
+
 @pytest.mark.parametrize("text, message", [
     ("{", "not valid JSON"), ("[]", "no 'schema' field"), ('{"schema": 0, "cells": []}', "report schema 0"),
     ('{"schema": 1, "cells": {}}', "'cells' must be a list"), ('{"schema": 1, "cells": [{"id": 1}]}', r"compat: Field required"),

@@ -96,9 +96,11 @@ def test_xdist_runs_every_environment_once(run, tmp_path, cache_dir):
         for recipe in ("fine", "unsupported"):
             folder = str(session.run.artifact_dir("x-transformers", version, recipe))
             assert sum(folder + ":" in line for line in produced) == 1, (version, recipe)
-    partials = sorted(report.glob("partial-*/report.json"))
-    cells = [c["id"] for p in partials for c in json.loads(p.read_text())["cells"]]
+    # one report, as without -n: the workers' partial ones merged by the controller, each cell once
+    cells = [c["id"] for c in json.loads((report / "report.json").read_text())["cells"]]
     assert sorted(cells) == sorted(set(cells)) and len(cells) == 8
+    assert (report / "index.html").is_file() and not list(report.glob("partial-*"))
+    result.stdout.fnmatch_lines(["*compat: report of 8 cells written to*(merged from * workers)*"])
 
 
 
