@@ -83,7 +83,7 @@ def _bisect(args: argparse.Namespace) -> int:
         return 2
     what = f"{args.checkpoint}" if checkpoint else f"{found.library}/{found.recipe}"
     print(f"compat: {what}, saved with {found.library}=={found.good}: {found.candidates} releases from "
-          f"{found.good} to {found.bad}; {len(found.changes)} change(s) of verdict:")
+          f"{found.good} to {found.bad}; {counted(len(found.changes), 'change')} of verdict:")
     for change in found.changes:
         print(f"  {change.version} (uploaded {change.uploaded[:10]}): {change.before} -> {change.after}")
         print(f"    {change.result.summary}")

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from packaging.version import Version
 
-from compat.host.search import keys_fit, rule_summary
+from compat.host.search import counted, keys_fit, rule_summary
 from compat.host.verdicts import BAD
 
 
@@ -116,11 +116,12 @@ def draft_reason(cell: dict) -> str:
     keys = evidence.get("keys", {})
     tried = evidence.get("search") or {}
     if not keys_fit(evidence):
-        parts = [f"{len(keys.get('missing', []))} keys missing, {len(keys.get('unexpected', []))} unexpected"]
+        missing, unexpected = len(keys.get("missing", [])), len(keys.get("unexpected", []))
+        parts = [f"{counted(missing, 'key')} missing, {unexpected} unexpected"]
         if keys.get("shape"):
             change = keys["shape"][0]
-            parts.append(f"{len(keys['shape'])} shapes changed (e.g. {change['key']} {change['producer']} -> "
-                         f"{change['consumer']})")
+            parts.append(f"{counted(len(keys['shape']), 'shape')} changed (e.g. {change['key']} "
+                         f"{change['producer']} -> {change['consumer']})")
         if tried.get("verdict"):  # the search's own account, not names that merely look alike
             return (f"layout changed ({where}): {', '.join(parts)}; with the conversion the search found "
                     f"({rule_summary(tried.get('rule') or {})}) it is {tried['verdict']}: {tried.get('summary', '')}")

@@ -340,9 +340,11 @@ def rule_summary(rule: dict) -> str:
     return ", ".join(counted(n, op) for op, n in counts.items() if n) or "nothing"
 
 
-def counted(count: int, noun: str) -> str:
-    """``1 rename``, ``2 renames``: a count and its noun, the noun given in the singular."""
-    return f"{count} {noun}{'s' if count != 1 else ''}"
+def counted(count: int, noun: str, verb: tuple[str, str] | None = None) -> str:
+    """``1 rename``, ``2 renames``: a count and its noun, the noun given in the singular; with ``verb`` (singular,
+    plural) the verb that agrees follows (``1 weight is``, ``3 weights are``)."""
+    words = f"{count} {noun}{'s' if count != 1 else ''}"
+    return f"{words} {verb[count != 1]}" if verb else words
 
 
 def _renames(missing: list[str], unexpected: list[str], shapes: dict) -> dict[str, str]:

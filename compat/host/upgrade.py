@@ -22,7 +22,7 @@ from packaging.version import Version
 from compat.host.keydiff import convert, open_checkpoint
 from compat.host.outcome import CellResult
 from compat.host.plan import Cell
-from compat.host.search import invented_tensors, lost_tensors
+from compat.host.search import counted, invented_tensors, lost_tensors
 from compat.host.user import UserCheckpoint
 from compat.host.user_adapter import CONFIG_FILE, WEIGHTS_FILE, read_adapter_config
 from compat.host.user_model import model_files
@@ -118,10 +118,11 @@ def what_is_lost(result: CellResult) -> list[str]:
     keys = finding.get("keys") or {}
     lines = []
     if keys.get("missing"):
-        lines.append(f"the target release needs {len(keys['missing'])} tensors the checkpoint does not have: "
+        needed = counted(len(keys["missing"]), "tensor")
+        lines.append(f"the target release needs {needed} the checkpoint does not have: "
                      + ", ".join(keys["missing"][:8]) + (" ..." if len(keys["missing"]) > 8 else ""))
     if keys.get("unexpected"):
-        lines.append(f"the target release has no place for {len(keys['unexpected'])} tensors: "
+        lines.append(f"the target release has no place for {counted(len(keys['unexpected']), 'tensor')}: "
                      + ", ".join(keys["unexpected"][:8]) + (" ..." if len(keys["unexpected"]) > 8 else ""))
     for name, stats in (finding.get("outputs") or {}).items():
         if isinstance(stats, dict) and "max_abs" in stats:
@@ -130,10 +131,11 @@ def what_is_lost(result: CellResult) -> list[str]:
     if result.underlying == "lossy":
         lines.insert(0, "no exact conversion was found; the best one loads in the target release, but:")
     if lost:
-        lines.append(f"it drops {len(lost)} tensors that hold values: " + ", ".join(lost[:8])
+        lines.append(f"it drops {counted(len(lost), 'tensor')} that hold values: " + ", ".join(lost[:8])
                      + (" ..." if len(lost) > 8 else ""))
     if invented:
-        lines.append(f"it adds {len(invented)} tensors the checkpoint never had (a norm's scale 1, else 0): "
+        added = counted(len(invented), "tensor")
+        lines.append(f"it adds {added} the checkpoint never had (a norm's scale 1, else 0): "
                      + ", ".join(invented[:8]) + (" ..." if len(invented) > 8 else ""))
     tried = finding.get("search") or {}
     if tried.get("summary"):

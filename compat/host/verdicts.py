@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from compat.host.kinds import KINDS
 from compat.host.kinds.common import headline, worst_max_abs
 from compat.host.matrix import KnownBreak, RecipeSpec
-from compat.host.search import invented_tensors, lost_tensors, rule_summary
+from compat.host.search import counted, invented_tensors, lost_tensors, rule_summary
 
 LADDER = ("identical", "equivalent", "converted", "known-break", "lossy", "diverged", "incompatible",
           "not-applicable", "error")
@@ -118,6 +118,7 @@ def settle(searched: dict, under_rule: tuple[str, str]) -> tuple[str, str] | Non
     lost, invented = lost_tensors(searched), invented_tensors(searched.get("rule"))
     if verdict != "diverged" or not lost:
         return None
-    added = f", adds {len(invented)} tensors the producer never had" if invented else ""
-    return "lossy", (f"no exact conversion found: the best one loads, but it drops {len(lost)} tensors holding values "
+    added = f", adds {counted(len(invented), 'tensor')} the producer never had" if invented else ""
+    return "lossy", (f"no exact conversion found: the best one loads, but it drops {counted(len(lost), 'tensor')} "
+                     "holding values "
                      f"({'; '.join(lost[:3])}{' ...' if len(lost) > 3 else ''}){added}; {summary}")

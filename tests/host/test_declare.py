@@ -41,20 +41,20 @@ def test_a_layout_boundary_is_two_rectangles_with_a_link_and_no_guessed_renames(
     assert [(d["producers"], d["consumers"]) for d in declarations] == [(">=1.0,<2.0", ">=2.0"),
                                                                          (">=2.0", ">=1.0,<2.0")]
     assert declarations[0]["link"] == "https://github.com/o/lib/compare/1.2...2.0"
-    assert declarations[0]["reason"] == "layout changed (1.2 -> 2.0): 1 keys missing, 1 unexpected"
+    assert declarations[0]["reason"] == "layout changed (1.2 -> 2.0): 1 key missing, 1 unexpected"
 
 
 def test_a_layout_reason_says_what_the_search_found_not_names_that_look_alike():
     cell = cells_from({("1.0", "2.0")})[3]
     cell["evidence"]["search"] = {"rule": {"rename": {"a.net.w": "a.ff.w"}}, "verdict": "diverged",
                                   "summary": "logits: max abs 3.78"}
-    assert draft_reason(cell) == ("layout changed (1.0 -> 2.0): 1 keys missing, 1 unexpected; with the conversion the "
+    assert draft_reason(cell) == ("layout changed (1.0 -> 2.0): 1 key missing, 1 unexpected; with the conversion the "
                                   "search found (1 rename) it is diverged: logits: max abs 3.78")
     change = {"key": "rotary.inv_freq", "producer": [8], "consumer": [16]}
     reshaped = {"producer": "1", "consumer": "2", "underlying": "incompatible", "summary": "", "evidence": {
         "status": "ok", "sizing": {}, "keys": {"missing": [], "unexpected": [], "dtype": [], "shapes": {},
                                                "shape": [change]}}}
-    assert draft_reason(reshaped) == ("layout changed (1 -> 2): 0 keys missing, 0 unexpected, 1 shapes changed (e.g. "
+    assert draft_reason(reshaped) == ("layout changed (1 -> 2): 0 keys missing, 0 unexpected, 1 shape changed (e.g. "
                                       "rotary.inv_freq [8] -> [16]), no constructor argument of the consumer builds it "
                                       "at the producer's size")
 

@@ -72,7 +72,7 @@ def test_a_red_cell_says_what_to_do_next():
              cell("1.0", "2.0", "incompatible", evidence=renamed), cell("1.0", "3.0", "converted")]
     text = markdown(build_report(cells, {}, "m.yaml", "2.13.0"))
     step = text.split("`lib/r/1.0->2.0`: incompatible")[1].split("```")[0]
-    assert "**What to do**: 1 keys look renamed (same shapes), e.g. a.net.w -> a.ff.w" in step
+    assert "**What to do**: 1 key looks renamed (same shapes), e.g. a.net.w -> a.ff.w" in step
     assert "the matrix's conversion rule makes it load in 3.0" in step
     assert "the newest release that reads it as saved: 1.5" in step
 

@@ -43,7 +43,7 @@ def test_nothing_is_written_for_a_cell_that_did_not_carry(tmp_path):
                                                  "outputs": {"logits": {"max_abs": 0.5, "cosine": 0.9}}}))
     assert lost[0] == "the target release needs 10 tensors the checkpoint does not have: m0, m1, m2, m3, m4, m5, " \
                       "m6, m7 ..."
-    assert lost[1] == "the target release has no place for 1 tensors: u"
+    assert lost[1] == "the target release has no place for 1 tensor: u"  # one tensor, not "1 tensors"
     assert lost[2] == "output logits: max abs 0.5, cosine 0.9"
 
 

@@ -44,11 +44,14 @@ def test_a_converted_summary_counts_what_the_rule_does_in_words_that_agree_with_
             "consumer_args": {"layers": {"x": True}}}
     summary = raw_verdict(dict(finding(out=stats(0.0, bitwise=True)), rule=rule), RECIPE)[1]
     assert summary.startswith("loads after a rule (1 rename, 2 steps, 1 constructor argument); outputs bitwise equal")
+    noted = dict(finding(out=stats(0.0, bitwise=True)), rule=rule, rule_notes=["dropped d: all ones"])
+    assert raw_verdict(noted, RECIPE)[1].endswith("; 1 step dropped or rounded values the outputs did not need")
 
 
 def test_tensors_changed_on_load_are_not_identical():
     found = dict(finding(out=stats(0.0, bitwise=True)), tensors_changed_on_load=["w"])
-    assert raw_verdict(found, RECIPE)[0] == "equivalent"
+    assert raw_verdict(found, RECIPE) == ("equivalent",
+                                          "outputs within tolerance (max abs 0); 1 tensor changed on load")
 
 
 def test_known_breaks_keep_the_verdict_underneath_and_go_stale():
@@ -116,6 +119,7 @@ def test_a_file_read_back_is_identical_only_when_everything_came_back():
                   file_finding(file={"tensors": 2, "metadata_written": {"a": "b"}, "metadata_read": {}})):
         verdict, summary = raw_verdict(wrong, RECIPE)
         assert verdict == "diverged" and summary.startswith("the file reads without complaint, but wrong")
+    assert "1 tensor read with other bytes (w)" in raw_verdict(file_finding(tensors_changed_on_load=["w"]), RECIPE)[1]
 
 
 def transformers_finding(**changes):
@@ -133,9 +137,9 @@ def test_transformers_own_account_of_the_load_decides_first():
     info = transformers_finding()["loading_info"]
     # weights initialised at random: diverged even when the outputs happen to agree
     verdict, summary = raw_verdict(transformers_finding(loading_info=dict(info, missing_keys=["lm_head.weight"])), RECIPE)
-    assert verdict == "diverged" and "initialised at random" in summary
-    assert raw_verdict(transformers_finding(loading_info=dict(info, mismatched_keys=["w"])), RECIPE)[0] == \
-        "incompatible"
+    assert verdict == "diverged" and "loads, but 1 weight is initialised at random" in summary
+    assert raw_verdict(transformers_finding(loading_info=dict(info, mismatched_keys=["w"])), RECIPE) == \
+        ("incompatible", "1 weight does not fit this release's shapes (e.g. w)")
     # a tied weight tied again, a buffer computed by the constructor: the outputs judge them
     for harmless in (dict(info, restored_keys=["lm_head.weight"]), dict(info, missing_buffers=["inv_freq"])):
         assert raw_verdict(transformers_finding(loading_info=harmless), RECIPE)[0] == "identical"
@@ -172,6 +176,7 @@ def test_a_searched_conversion_that_drops_values_and_disagrees_is_lossy_and_says
     judged = judge(REFUSED, RECIPE, None, searched)
     assert judged.verdict == "lossy"
     assert "b.bias (norm 2.1)" in judged.summary and "max abs 0.5" in judged.summary
+    assert "drops 1 tensor holding values" in judged.summary  # one tensor, not "1 tensors"
 
 
 def test_a_lossy_cell_is_red_unless_declared():

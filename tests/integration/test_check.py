@@ -122,6 +122,7 @@ def test_bisect_lists_every_change_of_a_users_own_checkpoint(tmp_path, cache_dir
     assert result.returncode == 0, result.stdout + result.stderr
     found = re.findall(r"^  (\S+) \(uploaded 20\S+\): (\S+) -> (\S+)$", result.stdout, re.M)
     assert found == [("0.30.0", "identical", "diverged"), ("0.31.0", "diverged", "incompatible")], result.stdout
+    assert "; 2 changes of verdict:" in result.stdout
 
 
 @pytest.mark.parametrize("content, message", [

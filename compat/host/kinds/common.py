@@ -61,7 +61,7 @@ def by_outputs(finding: dict, recipe: RecipeSpec) -> Verdict:
         return "identical", "keys, tensors and outputs bitwise equal"
     if not failing:
         worst = worst_max_abs(outputs)
-        note = f"; {len(changed_on_load)} tensors changed on load" if changed_on_load else ""
+        note = f"; {counted(len(changed_on_load), 'tensor')} changed on load" if changed_on_load else ""
         note += f"; the library converted the keys on load ({key_problems})" if key_problems else ""
         return "equivalent", f"outputs within tolerance (max abs {worst:.3g}){note}"
     return "diverged", "; ".join(output_summary(name, stats) for name, stats in failing.items())
@@ -86,7 +86,7 @@ def converted(finding: dict, recipe: RecipeSpec, arguments: str) -> Verdict | No
              for key, noun in parts if rule.get(key)]
     exact = "bitwise equal" if all(s.get("bitwise") for s in finding["outputs"].values()) else "within tolerance"
     # a dropped tensor of ones (an untrained scale) holds values the outputs show were not needed
-    lossy = (f"; {len(finding['rule_notes'])} step(s) dropped or rounded values the outputs did not need"
+    lossy = (f"; {counted(len(finding['rule_notes']), 'step')} dropped or rounded values the outputs did not need"
              if finding.get("rule_notes") else "")
     return "converted", f"loads after a rule ({', '.join(steps)}); outputs {exact}{lossy}"
 

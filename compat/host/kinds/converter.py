@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from compat.host.kinds.common import Verdict, headline, key_summary
 from compat.host.matrix import RecipeSpec
+from compat.host.search import counted
 
 KIND = "converter"
 FIELDS = {"conversion": (dict, "self_check, producer_self_check, same_input, differing_outputs")}
@@ -21,7 +22,8 @@ def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
     if not check.get("exact"):
         wrong = check.get("mismatched", []) + check.get("missing", []) + check.get("unexpected", [])
         return "diverged", (f"the converter's output differs from the model's own state dict (max abs "
-                            f"{check.get('max_abs', 0):.3g}) in {len(wrong)} tensors, e.g. {', '.join(wrong[:3])}")
+                            f"{check.get('max_abs', 0):.3g}) in {counted(len(wrong), 'tensor')}, "
+                            f"e.g. {', '.join(wrong[:3])}")
     if key_problems:
         return "incompatible", f"the converters give different keys: {key_problems}"
     if conversion.get("differing_outputs"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from compat.host.kinds.common import Verdict, headline, key_summary
 from compat.host.matrix import RecipeSpec
+from compat.host.search import counted
 
 KIND = "file"
 FIELDS = {"file": (dict, "tensors (how many were read), metadata_written, metadata_read")}
@@ -19,7 +20,7 @@ def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
         wrong.append(f"other tensors than were written ({key_problems})")
     changed = finding.get("tensors_changed_on_load", [])
     if changed:
-        wrong.append(f"{len(changed)} tensors read with other bytes ({', '.join(changed[:3])})")
+        wrong.append(f"{counted(len(changed), 'tensor')} read with other bytes ({', '.join(changed[:3])})")
     file = finding.get("file") or {}
     if file.get("metadata_written", {}) != file.get("metadata_read", {}):
         wrong.append("other metadata than was written")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from compat.host.kinds.common import Verdict, by_outputs, refused
 from compat.host.matrix import RecipeSpec
+from compat.host.search import counted
 
 KIND = "transformers"
 FIELDS = {
@@ -25,10 +26,12 @@ def judge(finding: dict, recipe: RecipeSpec) -> Verdict:
         return verdict
     info = finding.get("loading_info") or {}
     if info.get("mismatched_keys"):
-        return "incompatible", f"{len(info['mismatched_keys'])} weights do not fit this release's shapes " \
-            f"(e.g. {info['mismatched_keys'][0]})"
+        unfit = info["mismatched_keys"]
+        return "incompatible", f"{counted(len(unfit), 'weight', ('does', 'do'))} not fit this release's shapes " \
+            f"(e.g. {unfit[0]})"
     if info.get("missing_keys"):
-        return "diverged", (f"loads, but {len(info['missing_keys'])} weights are initialised at random because the "
+        missing = counted(len(info["missing_keys"]), "weight", ("is", "are"))
+        return "diverged", (f"loads, but {missing} initialised at random because the "
                             f"checkpoint lacks them (e.g. {', '.join(info['missing_keys'][:3])})")
     verdict, summary = by_outputs(finding, recipe)
     loaded = finding.get("loaded_as") or {}

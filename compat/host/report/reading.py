@@ -13,6 +13,7 @@ from packaging.version import Version
 
 from compat.host.renames import probable_renames
 from compat.host.report.evidence import evidence_lines
+from compat.host.search import counted
 from compat.host.verdicts import BAD, LADDER, READS, RED
 
 SYMBOL = {"identical": "=", "equivalent": "≈", "converted": "C", "known-break": "K", "lossy": "L", "diverged": "D",
@@ -188,8 +189,9 @@ class NextSteps:
         renames = probable_renames(keys)
         if renames:
             old, new = renames[0]
-            parts.append(f"{len(renames)} keys look renamed (same shapes), e.g. {old} -> {new}: `compat diff --infer` "
-                         "on the two checkpoints proposes a rule, `compat convert --verify` checks it")
+            parts.append(f"{counted(len(renames), 'key', ('looks', 'look'))} renamed (same shapes), e.g. {old} -> "
+                         f"{new}: `compat diff --infer` on the two checkpoints proposes a rule, `compat convert "
+                         "--verify` checks it")
         elif cell["underlying"] == "diverged" and not (keys.get("missing") or keys.get("unexpected")):
             parts.append("same keys, other outputs: no key conversion fixes this (a changed default may: pass the "
                          "producer's constructor arguments)")
