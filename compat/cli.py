@@ -149,7 +149,7 @@ def _convert(args: argparse.Namespace) -> int:
         rules = RuleSet.from_data(data, str(args.rules))
         conversion = convert(open_checkpoint(args.checkpoint, args.allow_pickle), rules, args.out,
                              {"compat.rules": json.dumps(rules.to_data()), "compat.source": str(args.checkpoint)})
-        print(f"compat: wrote {args.out} ({len(conversion.layout)} tensors)")
+        print(f"compat: wrote {args.out} ({counted(len(conversion.layout), 'tensor')})")
         for note in conversion.notes:
             print(f"compat: {note}")
         if args.verify:
@@ -296,7 +296,7 @@ def _merge(args: argparse.Namespace) -> int:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
     written = write_report(merged, Path(args.out))
-    print(f"compat: merged {len(paths)} reports: {len(merged['cells'])} cells: "
+    print(f"compat: merged {counted(len(paths), 'report')}: {counted(len(merged['cells']), 'cell')}: "
           + ", ".join(f"{k} {v}" for k, v in counts(merged["cells"]).items()))
     print(f"compat: report written to {written[0].parent}/")
     return 0
@@ -327,7 +327,7 @@ def _survey(args: argparse.Namespace) -> int:
     except CompatError as exc:
         print(f"compat: error: {exc}", file=sys.stderr)
         return 2
-    print(f"compat: {len(versions)} releases, {probed} probed, {len(changes)} change points")
+    print(f"compat: {counted(len(versions), 'release')}, {probed} probed, {counted(len(changes), 'change point')}")
     for change in changes:
         print(f"  {change.before} -> {change.after}: {'; '.join(change.notes)}")
     keep = sorted({v for c in changes for v in (c.before, c.after)} | {versions[0], versions[-1]},

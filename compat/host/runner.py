@@ -30,6 +30,7 @@ from compat.host.plan import Cell, Plan
 from compat.host.recipe_index import code_hash
 from compat.host.results import ResultIndex
 from compat.host.scheduling import OrderedSlots, available_mb, may_stay_idle
+from compat.host.search import counted
 from compat.host.store import Store, file_lock, rule_text
 from compat.host.verdicts import best_searched, judge
 from compat.host.worker_process import WorkerFailure, WorkerProcess, missing_dependency_hint
@@ -167,8 +168,9 @@ class Run:
         self._consumers, self._finished = len(consume), 0
         self._done = {key for key in self.plan.envs if key not in produce}
         if active:
-            self.options.progress(f"compat: {len(active)} environments to run, "
-                                  f"{sum(map(len, consume.values()))} cells to check, {len(cells)} cells in all")
+            to_check = sum(map(len, consume.values()))
+            self.options.progress(f"compat: {counted(len(active), 'environment')} to run, "
+                                  f"{counted(to_check, 'cell')} to check, {counted(len(cells), 'cell')} in all")
         threads = [threading.Thread(target=self._env_job, args=(key, produce.get(key, []), consume.get(key, [])),
                                     name=f"env {key}", daemon=True) for key in active]
         for thread in threads:
@@ -274,14 +276,14 @@ class Run:
         with self._lock:
             self.stats.produced += len(recipes)
             self.stats.add(key[0], "produce", sum(produced))
-        self.options.progress(f"compat: {key[0]}=={key[1]}: produced {len(recipes)} artifacts")
+        self.options.progress(f"compat: {key[0]}=={key[1]}: produced {counted(len(recipes), 'artifact')}")
 
     def _consume(self, worker: WorkerProcess, key: EnvKey, cells: list[Cell]) -> None:
         """Check the cells, then, in the same worker, the conversions the search proposes for those that refused."""
         unchecked = [cell for cell in cells if not self.results.has(cell.library, self.result_path(cell))]
         if unchecked:
             self._check(worker, key, [(cell, self.rule_for(cell), self.result_path(cell)) for cell in unchecked],
-                        f"checking {len(unchecked)} cells")
+                        f"checking {counted(len(unchecked), 'cell')}")
 
         def known() -> list[tuple[Cell, dict, Path]]:
             return [(cell, rule, path) for cell in cells for rule, path in self.searched(cell)
@@ -289,7 +291,7 @@ class Run:
 
         def check(todo: list[tuple[Cell, dict, Path]], first: bool) -> None:
             attempt = "a conversion" if first else "more conversions"
-            self._check(worker, key, todo, f"trying {attempt} for {len(todo)} cells")
+            self._check(worker, key, todo, f"trying {attempt} for {counted(len(todo), 'cell')}")
 
         searched = check_in_stages(known, check)
         with self._lock:
@@ -298,8 +300,9 @@ class Run:
             self._finished += 1
             finished = self._finished
         searching = f", a conversion for {len(searched)}" if searched else ""
-        self.options.progress(
-            f"compat: [{finished}/{self._consumers}] {key[0]}=={key[1]}: checked {len(unchecked)} cells{searching}")
+        checked = counted(len(unchecked), "cell")
+        self.options.progress(f"compat: [{finished}/{self._consumers}] {key[0]}=={key[1]}: "
+                              f"checked {checked}{searching}")
 
     def _check(self, worker: WorkerProcess, key: EnvKey, entries: list[tuple[Cell, dict | None, Path]],
                doing: str) -> None:

@@ -88,9 +88,16 @@ def test_the_search_runs_in_each_consumers_own_worker_right_after_its_cells(tmp_
     fixtures = fresh_fixtures(tmp_path, PROJECT / "compat" / "fixtures" / "x_transformers.py")
     path = tmp_path / "m.yaml"
     path.write_text(matrix_text(fixtures, ["decoder"], ["0.30.0", "0.33.0"]))
-    session, results = run_matrix(path, cache_dir)
-    assert [r.verdict for r in results.values()].count("converted") == 2
+    said: list[str] = []
+    session = prepare(path, cache_dir, options=RunOptions(progress=said.append))
+    results = session.run.execute()
+    assert [r.verdict for r in results].count("converted") == 2
     assert session.run.stats.searched == 2 and session.run.stats.spawned == 2, "no worker was started for the search"
+    # counts agree with their nouns: one artifact per release, one conversion per consumer
+    assert "compat: 2 environments to run, 4 cells to check, 4 cells in all" in said
+    assert [m for m in said if m.startswith("compat: x-transformers==0.30.0: produced")] == \
+        ["compat: x-transformers==0.30.0: produced 1 artifact"]
+    assert any(m.endswith("==0.33.0: checked 2 cells, a conversion for 1") for m in said), said
 
 
 def test_without_the_search_the_pair_is_incompatible_with_key_evidence(three_releases):
