@@ -21,6 +21,7 @@ from packaging.version import InvalidVersion, Version
 from compat.host.matrix import VersionSelector
 from compat.host.store import Store
 from compat.shared.errors import RegistryError
+from compat.shared.files import write_json_atomic
 
 ACCEPT = "application/vnd.pypi.simple.v1+json"
 CACHE_SECONDS = 600
@@ -40,8 +41,9 @@ class Release:
 def fetch_releases(package: str, index_url: str, cache_dir: Path, max_age: float = CACHE_SECONDS) -> list[Release]:
     """All releases of ``package``, oldest first; from the disk cache when it is fresher than ``max_age``."""
     cache = Store(cache_dir).registry(canonicalize_name(package))
-    if cache.is_file() and time.time() - cache.stat().st_mtime < max_age:
-        return _releases(json.loads(cache.read_text()))
+    cached = _read_cache(cache)
+    if cached is not None and time.time() - cache.stat().st_mtime < max_age:
+        return _releases(cached)
     url = f"{index_url.rstrip('/')}/{canonicalize_name(package)}/"
     try:
         request = urllib.request.Request(url, headers={"Accept": ACCEPT})
@@ -50,21 +52,31 @@ def fetch_releases(package: str, index_url: str, cache_dir: Path, max_age: float
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             raise RegistryError(f"package {package!r} does not exist on {index_url}") from None
-        data = _stale(cache, package, f"{url}: HTTP {exc.code}")
+        data = _stale(cached, cache, package, f"{url}: HTTP {exc.code}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        data = _stale(cache, package, f"{url}: {exc}")
+        data = _stale(cached, cache, package, f"{url}: {exc}")
     else:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"files": [{k: f.get(k) for k in ("filename", "upload-time", "yanked")}
-                                               for f in data.get("files", [])]}))
+        # whole or not at all: under pytest -n 2 another process may read it while this one writes
+        write_json_atomic(cache, {"files": [{k: f.get(k) for k in ("filename", "upload-time", "yanked")}
+                                            for f in data.get("files", [])]})
     return _releases(data)
 
 
-def _stale(cache: Path, package: str, problem: str) -> dict:
-    if cache.is_file():
+def _read_cache(cache: Path) -> dict | None:
+    """The releases seen last, or None where there are none usable (no file, or one that does not parse)."""
+    try:
+        data = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("files"), list) else None
+
+
+def _stale(cached: dict | None, cache: Path, package: str, problem: str) -> dict:
+    if cached is not None:
         print(f"compat: registry unreachable ({problem}); using the releases of {package} seen last", file=sys.stderr)
-        return json.loads(cache.read_text())
-    raise RegistryError(f"cannot read the releases of {package!r}: {problem}")
+        return cached
+    unusable = f" (and the releases seen last, {cache}, cannot be read)" if cache.exists() else ""
+    raise RegistryError(f"cannot read the releases of {package!r}: {problem}{unusable}")
 
 
 def _releases(data: dict) -> list[Release]:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from compat.host.matrix import VersionSelector
-from compat.host.registry import Release, sample, select
+from compat.host.registry import Release, fetch_releases, sample, select
+from compat.host.store import Store
+from compat.shared.errors import RegistryError
 
 RELEASES = [Release(v, f"2024-01-{i + 1:02d}T00:00:00Z", v == "1.1.1") for i, v in enumerate(
     ["0.9.0", "1.0.0", "1.0.1", "1.1.0", "1.1.1", "1.2.0rc1", "2.0.0", "2.0.3"])]
@@ -73,3 +78,50 @@ def test_pre_releases_only_when_asked():
     assert select((VersionSelector("range", ">=1.1", "all", "x"),), releases)[0] == ["1.1.0", "2.0.0", "2.0.3"]
     assert select((VersionSelector("range", ">=1.1", "all", "x", pre=True),), releases)[0] == [
         "1.1.0", "1.2.0rc1", "2.0.0", "2.0.3", "2.1.0rc1"]
+
+
+def _serve(body: bytes):
+    """A one-package index on localhost (PEP 691 JSON), for the cache tests: no network beyond this machine."""
+    import http.server
+    import threading
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Index)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_half_written_or_corrupt_registry_cache_is_fetched_again(tmp_path):
+    """Under pytest -n 2 one process read the cache while another was writing it (an empty file): a cache that does
+    not parse is no cache; and the cache is written whole or not at all."""
+    body = json.dumps({"files": [{"filename": "pkg-1.0.0.tar.gz", "upload-time": "2024-01-01T00:00:00Z"}]}).encode()
+    server = _serve(body)
+    try:
+        index = f"http://127.0.0.1:{server.server_port}/simple"
+        cache = Store(tmp_path).registry("pkg")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        for text in ("", '{"files": [', "[]"):
+            cache.write_text(text)
+            assert [r.version for r in fetch_releases("pkg", index, tmp_path)] == ["1.0.0"]
+            assert json.loads(cache.read_text())["files"][0]["filename"] == "pkg-1.0.0.tar.gz"
+        assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # no scratch file left beside it
+    finally:
+        server.shutdown()
+
+
+def test_a_corrupt_registry_cache_with_the_index_unreachable_is_one_clear_error(tmp_path):
+    cache = Store(tmp_path).registry("pkg")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text('{"files": [')
+    with pytest.raises(RegistryError, match="cannot read the releases of 'pkg'") as caught:
+        fetch_releases("pkg", "http://127.0.0.1:9/simple", tmp_path, max_age=0)
+    assert str(cache) in str(caught.value)
