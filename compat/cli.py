@@ -12,7 +12,8 @@ from compat.api import bisect, check, prepare, run_and_report, survey
 from compat.host.history import load_report, merge_files
 from compat.host.report import counts, write_report
 from compat.host.runner import RunOptions
-from compat.host.search import counted, rule_lines
+from compat.host.search import rule_lines
+from compat.host.wording import counted
 from compat.options import build_parser
 from compat.shared.errors import CompatError
 

@@ -16,8 +16,9 @@ from collections import defaultdict
 
 from packaging.version import Version
 
-from compat.host.search import counted, keys_fit, rule_summary
+from compat.host.search import keys_fit, rule_summary
 from compat.host.verdicts import BAD
+from compat.host.wording import counted
 
 
 def propose(cells: list[dict], source: str | None = None, tag_prefix: str = "") -> list[dict]:

@@ -30,9 +30,9 @@ from compat.host.plan import Cell, Plan
 from compat.host.recipe_index import code_hash
 from compat.host.results import ResultIndex
 from compat.host.scheduling import OrderedSlots, available_mb, may_stay_idle
-from compat.host.search import counted
 from compat.host.store import Store, file_lock, rule_text
 from compat.host.verdicts import best_searched, judge
+from compat.host.wording import counted
 from compat.host.worker_process import WorkerFailure, WorkerProcess, missing_dependency_hint
 from compat.shared.errors import CompatError
 

@@ -42,6 +42,7 @@ from typing import Callable
 from packaging.version import InvalidVersion, Version
 
 from compat.host.renames import probable_renames
+from compat.host.wording import counted
 from compat.shared.config import is_set, merge_config, nested, words
 
 SCALE_NAMES = frozenset({"weight", "gamma", "g", "scale"})
@@ -338,13 +339,6 @@ def rule_summary(rule: dict) -> str:
         counts[step["op"]] = counts.get(step["op"], 0) + 1
     counts["setting"] = len(flat_arguments(rule))
     return ", ".join(counted(n, op) for op, n in counts.items() if n) or "nothing"
-
-
-def counted(count: int, noun: str, verb: tuple[str, str] | None = None) -> str:
-    """``1 rename``, ``2 renames``: a count and its noun, the noun given in the singular; with ``verb`` (singular,
-    plural) the verb that agrees follows (``1 weight is``, ``3 weights are``)."""
-    words = f"{count} {noun}{'s' if count != 1 else ''}"
-    return f"{words} {verb[count != 1]}" if verb else words
 
 
 def _renames(missing: list[str], unexpected: list[str], shapes: dict) -> dict[str, str]:

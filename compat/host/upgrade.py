@@ -22,10 +22,11 @@ from packaging.version import Version
 from compat.host.keydiff import convert, open_checkpoint
 from compat.host.outcome import CellResult
 from compat.host.plan import Cell
-from compat.host.search import counted, invented_tensors, lost_tensors
+from compat.host.search import invented_tensors, lost_tensors
 from compat.host.user import UserCheckpoint
 from compat.host.user_adapter import CONFIG_FILE, WEIGHTS_FILE, read_adapter_config
 from compat.host.user_model import model_files
+from compat.host.wording import counted
 from compat.shared.config import merge_config
 from compat.shared.rules import RuleSet
 from compat.shared.stamp import PREFIX

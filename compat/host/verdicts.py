@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from compat.host.kinds import KINDS
 from compat.host.kinds.common import headline, worst_max_abs
 from compat.host.matrix import KnownBreak, RecipeSpec
-from compat.host.search import counted, invented_tensors, lost_tensors, rule_summary
+from compat.host.search import invented_tensors, lost_tensors, rule_summary
+from compat.host.wording import counted
 
 LADDER = ("identical", "equivalent", "converted", "known-break", "lossy", "diverged", "incompatible",
           "not-applicable", "error")

@@ -8,7 +8,6 @@ from compat.host.search import (
     argument_subsets,
     build_refused,
     candidate,
-    counted,
     feature_switches,
     flat_arguments,
     flipped_switches,
@@ -280,8 +279,3 @@ def test_a_consumer_that_cannot_be_built_is_told_from_other_failures():
     assert build_refused({"status": "broken", "reason": "consumer cannot build it: TypeError: x"})
     assert not build_refused({"status": "broken", "reason": "producer 1.0: TypeError: x"})
     assert not build_refused({"status": "ok"})
-
-
-def test_a_count_agrees_with_its_noun_and_verb():
-    assert [counted(n, "tensor") for n in (0, 1, 2)] == ["0 tensors", "1 tensor", "2 tensors"]
-    assert [counted(n, "key", ("looks", "look")) for n in (1, 3)] == ["1 key looks", "3 keys look"]

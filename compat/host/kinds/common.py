@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from compat.host.matrix import RecipeSpec
-from compat.host.search import counted, flat_arguments
+from compat.host.search import flat_arguments
+from compat.host.wording import counted
 
 Verdict = tuple[str, str]  # (verdict, summary)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from compat.host.kinds.common import Verdict, headline, key_summary
 from compat.host.matrix import RecipeSpec
-from compat.host.search import counted
+from compat.host.wording import counted
 
 KIND = "converter"
 FIELDS = {"conversion": (dict, "self_check, producer_self_check, same_input, differing_outputs")}

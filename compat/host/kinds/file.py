@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from compat.host.kinds.common import Verdict, headline, key_summary
 from compat.host.matrix import RecipeSpec
-from compat.host.search import counted
+from compat.host.wording import counted
 
 KIND = "file"
 FIELDS = {"file": (dict, "tensors (how many were read), metadata_written, metadata_read")}

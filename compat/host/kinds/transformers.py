@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from compat.host.kinds.common import Verdict, by_outputs, refused
 from compat.host.matrix import RecipeSpec
-from compat.host.search import counted
+from compat.host.wording import counted
 
 KIND = "transformers"
 FIELDS = {

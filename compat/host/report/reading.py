@@ -13,8 +13,8 @@ from packaging.version import Version
 
 from compat.host.renames import probable_renames
 from compat.host.report.evidence import evidence_lines
-from compat.host.search import counted
 from compat.host.verdicts import BAD, LADDER, READS, RED
+from compat.host.wording import counted
 
 SYMBOL = {"identical": "=", "equivalent": "≈", "converted": "C", "known-break": "K", "lossy": "L", "diverged": "D",
           "incompatible": "X", "not-applicable": "·", "error": "E"}
