@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 
 import pytest
 from hypothesis import given
@@ -82,9 +84,6 @@ def test_pre_releases_only_when_asked():
 
 def _serve(body: bytes):
     """A one-package index on localhost (PEP 691 JSON), for the cache tests: no network beyond this machine."""
-    import http.server
-    import threading
-
     class Index(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (the standard library's name)
             self.send_response(200)
